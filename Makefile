@@ -1,0 +1,127 @@
+# dtq - see README.md. `make help` lists the targets.
+
+BUILD    ?= build
+PREFIX   ?= /usr/local
+CC       ?= cc
+PKG_CONFIG ?= pkg-config
+
+VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || cat VERSION 2>/dev/null || echo 0.0.0)
+
+PKGS      := libcurl libcjson libpq
+PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS  := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null || echo -lcurl -lcjson -lpq)
+# mbedtls 2.x and libev ship no pkg-config files on Debian.
+LIBS      ?= $(PKG_LIBS) -lmbedcrypto -lev -lm
+TEST_LIBS ?= $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null || echo -lcmocka)
+
+WARN     := -Wall -Wextra -Wformat=2 -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+            -Wno-missing-field-initializers
+ifeq ($(WERROR),1)
+WARN     += -Werror
+endif
+OPT      ?= -O2 -g
+SAN      ?=
+CFLAGS   ?=
+CPPFLAGS += -Iinclude -D_GNU_SOURCE -DDTQ_VERSION='"$(VERSION)"' $(PKG_CFLAGS)
+ALL_CFLAGS = -std=c11 $(OPT) $(WARN) $(SAN) $(CFLAGS) -MMD -MP
+LDFLAGS  ?=
+
+CORE_SRC    := $(filter-out src/main.c,$(wildcard src/*.c))
+APPLET_SRC  := $(wildcard applets/*.c)
+UNIT_SRC    := $(wildcard tests/unit/test_*.c)
+ITEST_SRC   := $(wildcard tests/integration/*.c)
+TESTLIB_SRC := $(wildcard tests/lib/*.c)
+
+CORE_OBJ    := $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
+APPLET_OBJ  := $(APPLET_SRC:%.c=$(BUILD)/obj/%.o)
+TESTLIB_OBJ := $(TESTLIB_SRC:%.c=$(BUILD)/obj/%.o)
+UNIT_BIN    := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+ITEST_BIN   := $(ITEST_SRC:tests/integration/%.c=$(BUILD)/tests/%)
+
+APPLET_NAMES = $(shell awk -F'"' '/^APPLET/ {print $$2}' src/applets.def)
+
+.PHONY: all test unit asan install uninstall static deps docs check-docs lint clean help \
+        bench demo demo-down
+
+all: $(BUILD)/dtq $(BUILD)/links
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/libdtq.a: $(CORE_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(BUILD)/libapplets.a: $(APPLET_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(BUILD)/dtq: $(BUILD)/obj/src/main.o $(BUILD)/libapplets.a $(BUILD)/libdtq.a
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libapplets.a $(BUILD)/libdtq.a \
+		$(BUILD)/libapplets.a $(LIBS)
+
+# Applet symlinks (dtq-config -> dtq), so argv[0] dispatch is tested in place.
+$(BUILD)/links: $(BUILD)/dtq src/applets.def
+	@for a in $(APPLET_NAMES); do ln -sf dtq $(BUILD)/dtq-$$a; done
+	@touch $@
+
+$(BUILD)/tests/%: tests/unit/%.c $(TESTLIB_OBJ) $(BUILD)/libapplets.a $(BUILD)/libdtq.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(TESTLIB_OBJ) $(BUILD)/libapplets.a \
+		$(BUILD)/libdtq.a $(BUILD)/libapplets.a $(LIBS) $(TEST_LIBS)
+
+$(BUILD)/tests/%: tests/integration/%.c $(TESTLIB_OBJ) $(BUILD)/libapplets.a $(BUILD)/libdtq.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(TESTLIB_OBJ) $(BUILD)/libapplets.a \
+		$(BUILD)/libdtq.a $(BUILD)/libapplets.a $(LIBS) $(TEST_LIBS) -lpthread
+
+unit-bins: $(UNIT_BIN) $(ITEST_BIN)
+
+## test: unit + integration tests against real PostgreSQL and moto_server
+test: all unit-bins
+	BUILD=$(BUILD) tests/run.sh
+
+## unit: cmocka unit tests only (no services)
+unit: all unit-bins
+	BUILD=$(BUILD) tests/run.sh --unit
+
+## asan: build under AddressSanitizer + UBSan and run the tests
+asan:
+	$(MAKE) BUILD=build/asan OPT="-O1 -g -fno-omit-frame-pointer" \
+		SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" test
+
+## install: dtq and its applet symlinks into $(PREFIX)/bin
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 755 $(BUILD)/dtq $(DESTDIR)$(PREFIX)/bin/dtq
+	@for a in $(APPLET_NAMES); do ln -sf dtq $(DESTDIR)$(PREFIX)/bin/dtq-$$a; done
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/dtq
+	@for a in $(APPLET_NAMES); do rm -f $(DESTDIR)$(PREFIX)/bin/dtq-$$a; done
+
+## static: the single static binary build/static/dtq (musl; deps built from source)
+static:
+	mk/static.sh
+
+## deps: install the Debian packages and the Python virtualenv (.venv) that build and tests use
+deps:
+	mk/deps.sh
+
+## docs: regenerate docs/configuration.md from the settings table
+docs: $(BUILD)/dtq
+	$(BUILD)/dtq config --markdown > docs/configuration.md
+
+## lint: banned functions
+lint:
+	@! grep -nE '\b(sprintf|strcpy|strcat|strncpy|strtok|atoi|atol|gets|localtime|gmtime)\(' \
+		src/*.c applets/*.c include/dtq/*.h || (echo "banned function used" && false)
+
+clean:
+	rm -rf $(BUILD) build
+
+help:
+	@grep -E '^## ' Makefile | sed 's/^## /  make /'
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
