@@ -119,7 +119,7 @@ class ShimClient:
     def close(self) -> None:
         """Ends the co-process: end of input makes it exit 0; killed if it lingers."""
         with self._lock:
-            self._stop_locked()
+            self._stop_locked(graceful=True)
 
     # -- internals ----------------------------------------------------------------------
 
@@ -238,7 +238,9 @@ class ShimClient:
             return "still running"
         return f"exit status {rc}"
 
-    def _stop_locked(self) -> None:
+    def _stop_locked(self, graceful: bool = False) -> None:
+        """Ends the co-process: gracefully (end of input) on close, at once after a failure,
+        when it may be hung or out of step with us."""
         proc, self._proc = self._proc, None
         self._buf = b""
         if proc is None or self._owner_pid != os.getpid():
@@ -249,6 +251,8 @@ class ShimClient:
                     stream.close()
             except OSError:
                 pass
+        if not graceful:
+            proc.kill()
         try:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
