@@ -38,7 +38,7 @@ def _metadata_text(metadata: Mapping[str, Any], label: str) -> str | None:
     value = metadata.get(label)
     if value is None:
         return None
-    text = getattr(value, "text", value)
+    text = getattr(value, "value", value)
     return str(text) if text is not None else None
 
 

@@ -169,7 +169,7 @@ class Runs:
         """pid of the `dagster api execute_step` process (its STEP_WORKER_STARTED event)."""
         event = self.wait_for_step_event(run_id, step_key, DagsterEventType.STEP_WORKER_STARTED)
         meta = event.engine_event_data.metadata
-        return int(getattr(meta["pid"], "text", meta["pid"]))
+        return int(getattr(meta["pid"], "value", meta["pid"]))
 
     def close(self) -> None:
         for proc in self.procs:
@@ -188,6 +188,51 @@ def runs(stack, instance):
     stack.workers = [w for w in stack.workers if w.alive()]
     if dead:
         stack.start_workers(len(dead))
+
+
+class Batch:
+    """Runs started together and awaited one by one: the quick jobs run concurrently, so the
+    suite costs about the longest of them rather than their sum (2 CPUs, ~3 s per step)."""
+
+    def __init__(self, runs: Runs) -> None:
+        self.runs = runs
+        self.run_ids: dict[str, str] = {}
+
+    def start(self, name: str, job_name: str, run_config: dict) -> None:
+        run = self.runs.create(job_name, run_config)
+        self.runs.start_run_worker(run)
+        self.run_ids[name] = run.run_id
+
+    def wait(self, name: str, timeout: float = 240) -> Any:
+        return self.runs.wait(self.run_ids[name], timeout)
+
+
+@pytest.fixture(scope="session")
+def batch(stack, instance):
+    """The quick jobs of test_executor_e2e.py, all started at once on first use."""
+    helper = Runs(stack, instance)
+    b = Batch(helper)
+    counters = str(stack.counter_dir)
+    b.start("single_op", "single_op", executor_config())
+    b.start("serial_chain", "serial_chain", executor_config())
+    b.start("diamond", "diamond", executor_config())
+    fan = executor_config()
+    fan["ops"] = {f"leaf_{i}": {"config": {"seconds": 3}} for i in range(10)}
+    b.start("fan_out_10", "fan_out_10", fan)
+    b.start("optional_outputs", "optional_outputs", executor_config())
+    b.start("op_raises", "op_raises", executor_config())
+    flaky = executor_config()
+    flaky["ops"] = {"flaky": {"config": {"counter_dir": counters, "failures": 2}}}
+    b.start("retry_policy", "retry_policy", flaky)
+    asks = executor_config()
+    asks["ops"] = {"asks_for_retry": {"config": {"counter_dir": counters, "failures": 2}}}
+    b.start("retry_requested", "retry_requested", asks)
+    greet = executor_config()
+    greet["ops"] = {"greet": {"config": {"name": "dtq", "times": 2}}}
+    greet["resources"] = {"multiplier": {"config": {"factor": 3}}}
+    b.start("config_and_resources", "config_and_resources", greet)
+    yield b
+    helper.close()
 
 
 def executor_config(**extra: Any) -> dict:

@@ -149,13 +149,17 @@ class Stack:
             "LANG": "C.UTF-8",
             "PYTHONPATH": os.pathsep.join([str(PYTHON_DIR), str(PYTHON_DIR / "examples")]),
             "DAGSTER_HOME": str(self.dagster_home),
-            "DAGSTER_PG_URL": self.db_url,
+            # SQLAlchemy 2.1 maps plain postgresql:// to psycopg 3; the venv has psycopg2.
+            "DAGSTER_PG_URL": self.db_url.replace("postgresql://", "postgresql+psycopg2://", 1),
             "DTQ_LEDGER_DSN": self.db_url,
             "AWS_ENDPOINT_URL": svc["DTQ_TEST_SQS_ENDPOINT"],
             "AWS_ACCESS_KEY_ID": svc.get("AWS_ACCESS_KEY_ID", "testing"),
             "AWS_SECRET_ACCESS_KEY": svc.get("AWS_SECRET_ACCESS_KEY", "testing"),
             "AWS_REGION": svc.get("AWS_REGION", "us-east-1"),
             "DTQ_LOG_LEVEL": "info",
+            # Short leases so a killed worker is noticed in seconds; set for every applet, in
+            # case the shim judges a worker's liveness by its own lease setting.
+            "DTQ_LEASE": "6s",
         }
         self.run_dtq(["migrate"])
         self.queue_url, self.dlq_url = self.create_queue(f"e2e-{self.suffix}")
@@ -218,7 +222,6 @@ class Stack:
                 "DTQ_WORKER_CONCURRENCY": "4",
                 "DTQ_DAGSTER_ENTRYPOINT": str(VENV / "bin" / "dagster"),
                 "DTQ_ENV_ALLOW": WORKER_ENV_ALLOW,
-                "DTQ_LEASE": "6s",
                 "DTQ_HEARTBEAT_INTERVAL": "2s",
                 "DTQ_RECEIVE_WAIT": "1s",
                 "DTQ_SHUTDOWN_GRACE": "5s",
@@ -283,6 +286,11 @@ class Stack:
         """Ledger rows through the real one-shot `dtq executor-shim status`."""
         out = self.run_dtq(["executor-shim", "status", *keys])
         return list(json.loads(out.stdout)["tasks"])
+
+    def attempt_workers(self, key: str) -> list[str]:
+        """The worker of each execution of a key, oldest first (a finished row has no owner)."""
+        rows = self.query("SELECT worker FROM dtq.attempts WHERE key = %s ORDER BY fence", (key,))
+        return [str(r[0]) for r in rows]
 
     def attempt_rows(self, key: str) -> int:
         """Executions recorded for a key (the ledger's attempts table)."""
@@ -394,4 +402,4 @@ def metadata_text(event: Any, label: str) -> str | None:
     value = meta.get(label)
     if value is None:
         return None
-    return str(getattr(value, "text", getattr(value, "value", value)))
+    return str(getattr(value, "value", value))

@@ -35,12 +35,11 @@ def test_run_launched_through_the_launcher_completes(stack, runs):
     assert finished.status == DagsterRunStatus.SUCCESS, runs.diagnose(run.run_id)
     run_key = f"{run.run_id}/run"
     assert finished.tags[RUN_TASK_KEY_TAG] == run_key
-    [row] = stack.status([run_key])
     wait_until(
         lambda: stack.status([run_key])[0]["state"] == "succeeded", 30, what="run task to end"
     )
     assert stack.attempt_rows(run_key) == 1
-    assert row["worker"]["id"] in {w.name for w in stack.workers}
+    assert stack.attempt_workers(run_key)[0] in {w.name for w in stack.workers}
     for step in ("one", "split", "double", "triple", "join"):
         assert stack.attempt_rows(f"{run.run_id}/{step}/0") == 1
 
