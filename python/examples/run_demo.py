@@ -83,7 +83,7 @@ def progress_line(instance: Any, run_id: str, started: float, width: int) -> tup
     bar = "#" * int(width * done / 20) + "." * (width - int(width * done / 20))
     status = run.status.value
     text = (
-        f"\r[{time.monotonic() - started:6.1f}s] {status:<9} [{bar}] {done:2d}/20 done,"
+        f"[{time.monotonic() - started:6.1f}s] {status:<9} [{bar}] {done:2d}/20 done,"
         f" {running:2d} running, {failed} failed"
     )
     return status, text
@@ -115,7 +115,15 @@ def step_table(instance: Any, run_id: str) -> tuple[list[str], set[str]]:
         meta = entry.dagster_event.engine_event_data.metadata or {}
         if "dtq key" in meta:
             keys.append(str(meta["dtq key"].value))
+    # The run ends when Dagster sees the last step's event, a moment before the workers record
+    # their step processes' exits: give the ledger a few seconds to settle.
+    deadline = time.monotonic() + 15
     rows = ledger_rows(keys)
+    while time.monotonic() < deadline and any(
+        r.get("state") in ("queued", "running") for r in rows.values()
+    ):
+        time.sleep(1)
+        rows = ledger_rows(keys)
     workers = worker_of_steps(instance, run_id)
     lines = [f"{'step':<10} {'try':>3}  {'worker':<22} {'queue wait':>10} {'run time':>9}  state"]
     for key in keys:
@@ -154,14 +162,20 @@ def main() -> int:
     print(f"  watch it live: {ui}/runs/{run_id}")
     started = time.monotonic()
     with DagsterInstance.get() as instance:
-        status = ""
+        status, shown = "", ""
+        tty = sys.stdout.isatty()
         while time.monotonic() - started < args.timeout:
             status, text = progress_line(instance, run_id, started, 20)
-            print(text, end="", flush=True)
+            if tty:
+                print("\r" + text, end="", flush=True)
+            elif text.split("] ", 1)[1] != shown:  # a log file gets changes only
+                print(text, flush=True)
+                shown = text.split("] ", 1)[1]
             if status in TERMINAL:
                 break
             time.sleep(1)
-        print()
+        if tty:
+            print()
         elapsed = time.monotonic() - started
         lines, workers = step_table(instance, run_id)
     print()
