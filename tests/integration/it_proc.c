@@ -462,6 +462,7 @@ test_many_children(void **state)
 		snprintf(args[i], sizeof(args[i]), "%d", i);
 		spawn(&cs[i], argv);
 	}
+	print_message("spawned %d children in %lld ms\n", N, (long long)(dtq_now_ms() - t0));
 	for (int i = 0; i < N; i++) {
 		char want[32];
 
