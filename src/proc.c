@@ -428,13 +428,14 @@ child_lift_fd(int fd)
 static void
 child_close_from(int lowfd)
 {
+	struct rlimit rl;
+	long max = 65536;
+
 #ifdef SYS_close_range
 	if (syscall(SYS_close_range, (unsigned)lowfd, ~0U, 0U) == 0)
 		return;
 #endif
-	struct rlimit rl;
-	long max = 65536;
-
+	/* kernels before 5.9: close every possible descriptor */
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
 	    rl.rlim_cur < (rlim_t)max)
 		max = (long)rl.rlim_cur;

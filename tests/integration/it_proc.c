@@ -557,7 +557,7 @@ helper_inspect(void)
 	DIR *d = opendir("/proc/self/fd");
 	struct dirent *de;
 	char fds[256] = "", link[256];
-	int fd_list[64], nfd = 0;
+	int fd_list[64], nfd = 0, fd;
 	struct sigaction sa;
 	sigset_t cur;
 	bool any = false;
@@ -568,8 +568,9 @@ helper_inspect(void)
 	while ((de = readdir(d)) != NULL && nfd < 64) {
 		if (de->d_name[0] == '.')
 			continue;
-		if (atoi(de->d_name) != dirfd(d))
-			fd_list[nfd++] = atoi(de->d_name);
+		fd = (int)strtol(de->d_name, NULL, 10);
+		if (fd != dirfd(d))
+			fd_list[nfd++] = fd;
 	}
 	closedir(d);
 	for (int i = 0; i < nfd; i++) /* readdir order is not sorted */
