@@ -404,9 +404,11 @@ int ledger_stats(struct ledger *l, struct ledger_stats *out, char *err);
  * Running rows whose lease expired (their worker stopped heartbeating) go
  * back to queued with owner and lease cleared and sent_at NULL (action
  * "requeued": re-send the message), or to dead when attempts >= max_attempts
- * (action "dead"). Queued rows never sent, or not sent again after a
- * requeue, older than resend_after_ms are reported as "resend". Workers
- * whose heartbeat is older than worker_stale_ms are marked "lost".
+ * (action "dead"), or to cancelled when a cancel was asked for (action
+ * "cancelled"); each closes the execution's attempts row as "lost".
+ * Queued rows never sent, or not sent again after a requeue, untouched for
+ * resend_after_ms are reported as "resend". Workers whose heartbeat is
+ * older than worker_stale_ms are marked "lost".
  * Concurrent reapers skip each other's rows (SKIP LOCKED). With dry_run
  * nothing changes and the actions are what a real run would do. */
 struct ledger_reap_req {
@@ -419,6 +421,7 @@ enum ledger_reap_action {
 	LEDGER_REAP_REQUEUED,
 	LEDGER_REAP_DEAD,
 	LEDGER_REAP_RESEND,
+	LEDGER_REAP_CANCELLED,      /* expired lease of a task asked to cancel */
 };
 struct ledger_reaped {
 	char *key;
@@ -446,9 +449,8 @@ void ledger_reap_res_cleanup(struct ledger_reap_res *r);
 /* ---- dead_letter: record why a message was sent to the DLQ --------------
  * A missing row is inserted as dead (so nothing is lost silently); a queued
  * row, or a running row whose lease has expired, becomes dead; a terminal
- * row or one leased elsewhere keeps its state (the message was a stray
- * duplicate) but the reason is kept in `error` only when the row is not
- * succeeded. Call it only for messages whose key can be trusted (signature
+ * row or one leased elsewhere is left as it is (the message was a stray
+ * duplicate). Call it only for messages whose key can be trusted (signature
  * checked): an unsigned forged message must not kill a legitimate task.
  * Outcomes: OK (task is the row after the change), ALREADY_DONE,
  * LEASED_ELSEWHERE. */
