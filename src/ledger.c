@@ -111,7 +111,7 @@ trim_newline(char *s)
 int
 ledger_result_error(const PGresult *res, const PGconn *conn, char *err)
 {
-	const char *state, *msg;
+	const char *state, *msg, *detail;
 	char text[DTQ_ERRLEN];
 	ExecStatusType st;
 
@@ -123,8 +123,13 @@ ledger_result_error(const PGresult *res, const PGconn *conn, char *err)
 	st = PQresultStatus(res);
 	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
 		return 0;
-	msg = PQresultErrorMessage(res);
-	snprintf(text, sizeof(text), "%s", msg && *msg ? msg : PQresStatus(st));
+	/* One line: the primary message and its detail, without "ERROR:  ". */
+	msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
+	if (!msg)
+		msg = PQresultErrorMessage(res);
+	snprintf(text, sizeof(text), "%s%s%s", msg && *msg ? msg : PQresStatus(st),
+		 detail ? ": " : "", detail ? detail : "");
 	trim_newline(text);
 	state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 	if (!state || (conn && PQstatus(conn) == CONNECTION_BAD))

@@ -412,7 +412,8 @@ begin_locked(struct ledger *l, int *version, char *err)
 		goto fail;
 	}
 	sql = xasprintf("CREATE SCHEMA IF NOT EXISTS %s;\n"
-			"SET LOCAL search_path TO pg_catalog, %s, pg_temp;\n"
+			/* CREATE puts objects in the first schema of the path */
+			"SET LOCAL search_path TO %s, pg_catalog, pg_temp;\n"
 			"CREATE TABLE IF NOT EXISTS schema_migrations (\n"
 			"  version integer PRIMARY KEY,\n"
 			"  name text NOT NULL,\n"
