@@ -571,6 +571,7 @@ struct aws_call {
 	struct aws_response resp;
 	aws_done_fn done;
 	void *arg;
+	void (*cancel_hook)(void *arg);
 	struct aws_call *prev, *next;
 };
 
@@ -729,7 +730,15 @@ aws_call_cancel(struct aws_call *call)
 	if (!call)
 		return;
 	call_unlink(call);
+	if (call->cancel_hook)
+		call->cancel_hook(call->arg);
 	call_free(call);
+}
+
+void
+aws_call_set_cancel_hook(struct aws_call *call, void (*fn)(void *arg))
+{
+	call->cancel_hook = fn;
 }
 
 void

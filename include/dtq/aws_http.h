@@ -175,5 +175,8 @@ struct aws_call *aws_client_call_async(struct aws_client *c, struct aws_http_mul
 				       aws_done_fn done, void *arg, char *err);
 /* Abandons a request that has not completed; its callback is not called. */
 void aws_call_cancel(struct aws_call *call);
+/* Registers fn(arg) to run instead of the callback when the call is
+ * cancelled or its multi freed, so that wrappers can free their state. */
+void aws_call_set_cancel_hook(struct aws_call *call, void (*fn)(void *arg));
 
 #endif /* DTQ_AWS_HTTP_H */
