@@ -9,6 +9,10 @@
  *      AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE or AWS_CONTAINER_AUTHORIZATION_TOKEN;
  *   3. the shared credentials file (AWS_SHARED_CREDENTIALS_FILE, else
  *      ~/.aws/credentials), section [aws_profile].
+ * A source that is not configured is skipped; one that is configured but
+ * broken (half a key pair, a failing container endpoint, a profile with only
+ * one key) stops the chain with its own error, as in botocore. When nothing
+ * is configured, the error (-DTQ_ENOTFOUND) says why each source was skipped.
  * The source that answered is remembered: later refreshes ask it again.
  *
  * Temporary credentials are refreshed AWS_CREDS_REFRESH_AHEAD_MS before they
@@ -31,6 +35,10 @@
 /* botocore: advisory 15 min, mandatory 10 min. */
 #define AWS_CREDS_REFRESH_AHEAD_MS (15 * 60 * 1000LL)
 #define AWS_CREDS_MANDATORY_AHEAD_MS (10 * 60 * 1000LL)
+/* After a refresh attempt, the next one waits this long while the current
+ * credentials are outside the mandatory window, so a failing endpoint is not
+ * asked on every request. */
+#define AWS_CREDS_RETRY_MS (30 * 1000LL)
 
 /* Strings owned by the struct; aws_creds_cleanup frees them. */
 struct aws_creds { char *access_key_id; char *secret_access_key; char *session_token; /* NULL when none */ int64_t expires_wall_ms; /* 0 = never */ char source[48]; /* "environment", "container endpoint", "shared file (profile X)" */ };
@@ -49,6 +57,10 @@ bool aws_creds_need_refresh(const struct aws_creds *c, int64_t now_wall_ms);
 bool aws_creds_expired(const struct aws_creds *c, int64_t now_wall_ms);
 /* Number of fetches from remote sources so far (for tests and logs). */
 uint64_t aws_creds_provider_fetches(const struct aws_creds_provider *p);
+/* How the container endpoint is asked: attempts, per-attempt timeout, pause
+ * between attempts. Defaults (botocore's): 3, 2000 ms, 1000 ms. For tests. */
+void aws_creds_provider_set_fetch_policy(struct aws_creds_provider *p, int attempts,
+					 long timeout_ms, long pause_ms);
 
 void aws_creds_cleanup(struct aws_creds *c);
 

@@ -14,7 +14,8 @@
  *   (unreserved A-Za-z0-9-_.~ kept, everything else %XX upper-case), sorted by
  *   name then value, "name=" for an empty value;
  * - path: with normalize_path, dot segments and repeated '/' removed, then
- *   percent-decoded and re-encoded (keeping '/'); without it (S3) only encoded;
+ *   percent-encoded (keeping '/'), so an already encoded "%20" is encoded
+ *   again to "%2520" as AWS specifies; without it (S3) used as sent;
  * - payload: hex SHA-256 of the body, or the x-amz-content-sha256 header's
  *   value when the caller signs that header.
  *
