@@ -108,7 +108,8 @@ const struct cfg_key cfg_table[] = {
 	 "Executions of a task before it is dead, when its message does not say."},
 	{"task_timeout", CFG_DURATION, OFF(task_timeout), "1h", SEC, 7 * 24 * HOUR, NULL,
 	 CFG_G_WORKER | CFG_G_QUEUE, {"DTQ_TASK_TIMEOUT"},
-	 "Run time allowed to a task whose message has no `timeout` label."},
+	 "Run time allowed to a task whose message has no `timeout` label; the executor-shim puts "
+	 "it in the messages of tasks that name no timeout."},
 	{"retry_backoff", CFG_DURATION, OFF(retry_backoff), "10s", 0, 12 * HOUR, NULL, CFG_G_WORKER,
 	 {"DTQ_RETRY_BACKOFF"},
 	 "Delay before a failed task with attempts left becomes visible again (doubles per attempt)."},
