@@ -837,7 +837,9 @@ group_setup(void **state)
 	snprintf(pg_ctl, sizeof(pg_ctl), "%s/pg_ctl", bin ? bin : "/usr/lib/postgresql/15/bin");
 	signal(SIGPIPE, SIG_IGN);
 	log_setup(LOG_LVL_ERROR, LOG_FMT_LOGFMT, 2);
-	loop = ev_default_loop(0);
+	/* Not the default loop: that one reaps every child on SIGCHLD, and the
+	 * tests wait for their pg_ctl themselves. */
+	loop = ev_loop_new(EVFLAG_AUTO);
 	return 0;
 }
 
@@ -852,6 +854,7 @@ group_teardown(void **state)
 	if (PQstatus(c) != CONNECTION_OK)
 		pg_start_blocking();
 	PQfinish(c);
+	ev_loop_destroy(loop);
 	return 0;
 }
 
