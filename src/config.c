@@ -531,9 +531,10 @@ remove_args(int *argc, char **argv, int at, int n)
 {
 	int i;
 
-	for (i = at; i + n <= *argc; i++)
+	for (i = at; i + n < *argc; i++)
 		argv[i] = argv[i + n];
 	*argc -= n;
+	argv[*argc] = NULL;
 }
 
 /* Finds the config file first, because it must be loaded before the rest of
