@@ -496,7 +496,7 @@ ledger_main(int argc, char **argv)
 	struct ledger *l = NULL;
 	char err[DTQ_ERRLEN];
 	const char *cmd;
-	int i = 1, rc;
+	int i = 1, j, rc;
 
 	applet_setup(&cfg, &argc, argv);
 	while (i < argc && strncmp(argv[i], "--", 2) == 0) {
@@ -511,7 +511,7 @@ ledger_main(int argc, char **argv)
 		    "(see dtq ledger --help)");
 	cmd = argv[i++];
 	/* --json may also follow the command. */
-	for (int j = i; j < argc; j++) {
+	for (j = i; j < argc; j++) {
 		if (strcmp(argv[j], "--json") == 0) {
 			json_out = true;
 			memmove(&argv[j], &argv[j + 1], (size_t)(argc - j - 1) * sizeof(*argv));
