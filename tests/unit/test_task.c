@@ -508,7 +508,7 @@ test_refuse_malformed(void **state)
 	static const char *const bodies[] = {
 		"", " ", "{", "}", "{\"task_id\":", "{\"a\":1} x", "{\"a\":1}{}", "{'a':1}",
 		"{\"a\":tru}", "{\"a\":\"\\u0000\"}", "{\"a\":\"\\ud800\"}", "{\"a\":\"x\ty\"}",
-		"{\"a\":1,}", "\x01{}", "{\"a\":nan}", "{\"a\":\"\xc3\"}", "{\"a\":\"\xed\xa0\x80\"}",
+		"{\"a\":1,}", "\x01{}", "{\"a\":nan}", "{\"a\":[1e400]}", "{\"a\":-1e999}", "{\"a\":\"\xc3\"}", "{\"a\":\"\xed\xa0\x80\"}",
 		"{\"a\":\"\xf4\x90\x80\x80\"}", "{\"a\":\"\xc0\xaf\"}", "{\"a\":\"\xff\"}",
 		"{\"a\":1,\"a\":2}", "\xef\xbb\xbf{}",
 	};
@@ -940,6 +940,8 @@ test_build_size_limit_and_payload_ref(void **state)
 	assert_int_equal(task_build(&s, TASK_SQS_MAX_BODY, &b, err), 0);
 	s.task_id = b.task_id;
 	assert_int_equal(task_build(&s, b.len, &b2, err), 0);
+	assert_int_equal(b2.len, b.len);
+	task_built_cleanup(&b2);
 	assert_int_equal(task_build(&s, b.len - 1, &b2, err), -DTQ_EINVAL);
 	task_built_cleanup(&b);
 	s.task_id = NULL;
@@ -984,7 +986,7 @@ test_build_size_limit_and_payload_ref(void **state)
 	/* too big even without the payload */
 	{
 		static struct task_label_spec many[40];
-		char names[40][8];
+		char names[40][16];
 
 		for (int i = 0; i < 40; i++) {
 			snprintf(names[i], sizeof(names[i]), "l%d", i);
