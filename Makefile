@@ -129,9 +129,10 @@ static:
 deps:
 	mk/deps.sh
 
-## docs: regenerate docs/configuration.md from the settings table
+## docs: regenerate docs/configuration.md and deploy/dtq.conf.example from the settings table
 docs: $(BUILD)/dtq
 	$(BUILD)/dtq config --markdown > docs/configuration.md
+	$(BUILD)/dtq config --example > deploy/dtq.conf.example
 
 ## lint: banned functions
 lint:
