@@ -1733,9 +1733,10 @@ build_kwargs(const struct task_spec *spec)
 	return kwargs;
 }
 
-/* The envelope of spec, in TaskIQ's field order. */
+/* The envelope of spec, in TaskIQ's field order; takes kwargs. */
 static cJSON *
-build_tree(const struct task_spec *spec, const char *task_id, cJSON **labels, cJSON **types)
+build_tree(const struct task_spec *spec, const char *task_id, cJSON *kwargs, cJSON **labels,
+	   cJSON **types)
 {
 	cJSON *root = json_need(cJSON_CreateObject());
 	char num[40];
@@ -1765,7 +1766,7 @@ build_tree(const struct task_spec *spec, const char *task_id, cJSON **labels, cJ
 		add_label(*labels, *types, spec->labels[i].name, spec->labels[i].value,
 			  spec->labels[i].type);
 	json_add(root, "args", cJSON_CreateArray());
-	json_add(root, "kwargs", build_kwargs(spec));
+	json_add(root, "kwargs", kwargs);
 	return root;
 }
 
@@ -1825,17 +1826,25 @@ self_check(const struct task_built *out, char *err)
 int
 task_build(const struct task_spec *spec, size_t max_body, struct task_built *out, char *err)
 {
-	cJSON *root, *labels, *types;
+	cJSON *root, *labels, *types, *kwargs = NULL;
+	struct why w;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
 	if ((rc = check_spec(spec, err)) || (rc = check_spec_strings(spec, err)))
 		return rc;
+	if (spec->kwargs_json) {
+		if (load_object(spec->kwargs_json, strlen(spec->kwargs_json), TASK_MAX_BODY, &kwargs,
+				&w))
+			return dtq_fail(err, DTQ_EINVAL, "task_build: kwargs: %s: %s", w.code, w.text);
+	} else {
+		kwargs = build_kwargs(spec);
+	}
 	if (spec->task_id)
 		snprintf(out->task_id, sizeof(out->task_id), "%s", spec->task_id);
 	else
 		uuid4_hex(out->task_id);
-	root = build_tree(spec, out->task_id, &labels, &types);
+	root = build_tree(spec, out->task_id, kwargs, &labels, &types);
 	finish_body(spec, root, labels, types, out);
 	if (out->len > max_body && spec->allow_payload_ref) {
 		out->payload = offload_payload(root, labels, types,

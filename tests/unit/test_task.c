@@ -865,6 +865,38 @@ test_build_kinds(void **state)
 	task_built_cleanup(&b);
 }
 
+/* kwargs as JSON text, as the executor-shim's submit passes them on. */
+static void
+test_build_kwargs_json(void **state)
+{
+	static const struct task_label_spec lab[] = {{"attempt", "0", TASK_LT_STR}};
+	struct task_spec s = {.kind = TASK_KIND_EXECUTE_STEP, .key = "R/S/0", .labels = lab,
+			      .nlabels = 1,
+			      .kwargs_json = "{\"execute_step_args\": \"eJwrSS0uAQAEXQHB\", \"x\": [1]}"};
+	struct task_built b;
+	struct task_msg m;
+	char err[DTQ_ERRLEN];
+
+	(void)state;
+	assert_int_equal(task_build(&s, TASK_SQS_MAX_BODY, &b, err), 0);
+	assert_non_null(strstr(b.body, "\"kwargs\":{\"execute_step_args\":\"eJwrSS0uAQAEXQHB\","
+				       "\"x\":[1]}"));
+	assert_int_equal(task_parse(b.body, b.len, &m, NULL, 0), 0);
+	assert_string_equal(m.execute_step_args, "eJwrSS0uAQAEXQHB");
+	assert_string_equal(task_label_find(&m, "attempt")->text, "0");
+	task_msg_cleanup(&m);
+	task_built_cleanup(&b);
+	s.kwargs_json = "[1]";
+	assert_int_equal(task_build(&s, TASK_SQS_MAX_BODY, &b, err), -DTQ_EINVAL);
+	assert_non_null(strstr(err, "not_object"));
+	s.kwargs_json = "{\"a\":";
+	assert_int_equal(task_build(&s, TASK_SQS_MAX_BODY, &b, err), -DTQ_EINVAL);
+	assert_non_null(strstr(err, "malformed_json"));
+	s.kwargs_json = "{}";
+	assert_int_equal(task_build(&s, TASK_SQS_MAX_BODY, &b, err), -DTQ_EINVAL);
+	assert_non_null(strstr(err, "bad_payload"));
+}
+
 static void
 test_build_refusals(void **state)
 {
@@ -1418,6 +1450,7 @@ main(void)
 		cmocka_unit_test(test_key_derivation),
 		cmocka_unit_test(test_build_roundtrip),
 		cmocka_unit_test(test_build_kinds),
+		cmocka_unit_test(test_build_kwargs_json),
 		cmocka_unit_test(test_build_refusals),
 		cmocka_unit_test(test_build_size_limit_and_payload_ref),
 		cmocka_unit_test(test_attach_payload_refusals),
