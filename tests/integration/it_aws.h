@@ -170,6 +170,31 @@ it_moto_start(int port, const char *extra_env)
 	return pid;
 }
 
+/* Starts argv[0] (searched on PATH) in its own process group and waits
+ * until it listens on port. */
+static inline pid_t
+it_spawn_server(char *const argv[], int port)
+{
+	pid_t pid = fork();
+	int i, status;
+
+	if (pid < 0)
+		fail_msg("fork: %s", strerror(errno));
+	if (pid == 0) {
+		setpgid(0, 0);
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	for (i = 0; i < 200 && !it_port_open(port); i++) {
+		if (waitpid(pid, &status, WNOHANG) == pid)
+			fail_msg("%s exited before listening on %d", argv[0], port);
+		it_sleep_ms(50);
+	}
+	if (!it_port_open(port))
+		fail_msg("%s did not open port %d", argv[0], port);
+	return pid;
+}
+
 static inline void
 it_moto_stop(pid_t pid)
 {
