@@ -45,19 +45,38 @@ hex_encode(const unsigned char *bin, size_t len, char *out)
 	out[2 * len] = '\0';
 }
 
+/* SHA-256 is always compiled into mbedtls, so these calls cannot fail; the
+ * results are checked anyway because mbedtls 3 may mark them
+ * warn_unused_result, and a silent wrong signature would be worse. */
+static void
+must_succeed(int rc, const char *what)
+{
+	if (rc != 0) {
+		fprintf(stderr, "dtq: %s failed in mbedtls (%d)\n", what, rc);
+		abort();
+	}
+}
+
+static void
+sha256(const void *data, size_t len, unsigned char out[32])
+{
+	must_succeed(mbedtls_md(sha256_info(), data ? data : (const void *)"", len, out), "SHA-256");
+}
+
 void
 sigv4_hex_sha256(const void *data, size_t len, char out[65])
 {
 	unsigned char digest[32];
 
-	mbedtls_md(sha256_info(), data ? data : (const void *)"", len, digest);
+	sha256(data, len, digest);
 	hex_encode(digest, sizeof(digest), out);
 }
 
 void
 sigv4_hmac_sha256(const void *key, size_t key_len, const void *data, size_t len, unsigned char out[32])
 {
-	mbedtls_md_hmac(sha256_info(), key, key_len, data ? data : (const void *)"", len, out);
+	must_succeed(mbedtls_md_hmac(sha256_info(), key, key_len, data ? data : (const void *)"", len,
+				     out), "HMAC-SHA256");
 }
 
 void
@@ -500,7 +519,7 @@ signing_key(const char *secret, const char *date, const char *region, const char
 		derive_signing_key(secret, date, region, service, key);
 		return;
 	}
-	mbedtls_md(sha256_info(), (const unsigned char *)secret, strlen(secret), secret_hash);
+	sha256(secret, strlen(secret), secret_hash);
 
 	pthread_mutex_lock(&key_cache.lock);
 	key_cache.clock++;

@@ -619,7 +619,7 @@ static void
 test_authorization_too_long_is_an_error(void **state)
 {
 	struct sigv4_header h[64];
-	char names[64][24];
+	char names[64][32];
 	struct sigv4_result res;
 	char err[DTQ_ERRLEN] = "";
 	struct sigv4_request req = {
