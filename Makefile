@@ -31,12 +31,14 @@ APPLET_SRC  := $(wildcard applets/*.c)
 UNIT_SRC    := $(wildcard tests/unit/test_*.c)
 ITEST_SRC   := $(wildcard tests/integration/*.c)
 TESTLIB_SRC := $(wildcard tests/lib/*.c)
+BENCH_SRC   := $(wildcard tests/bench/*.c)
 
 CORE_OBJ    := $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
 APPLET_OBJ  := $(APPLET_SRC:%.c=$(BUILD)/obj/%.o)
 TESTLIB_OBJ := $(TESTLIB_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_BIN    := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 ITEST_BIN   := $(ITEST_SRC:tests/integration/%.c=$(BUILD)/tests/%)
+BENCH_BIN   := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 
 APPLET_NAMES = $(shell awk -F'"' '/^APPLET/ {print $$2}' src/applets.def)
 
@@ -77,6 +79,15 @@ $(BUILD)/tests/%: tests/integration/%.c $(TESTLIB_OBJ) $(BUILD)/libapplets.a $(B
 		$(BUILD)/libdtq.a $(BUILD)/libapplets.a $(BUILD)/libdtq.a $(LIBS) $(TEST_LIBS) -lpthread
 
 unit-bins: $(UNIT_BIN) $(ITEST_BIN)
+
+# Benchmark drivers (tests/bench/*.c), built on demand by their scripts.
+$(BUILD)/bench/%: tests/bench/%.c $(BUILD)/libdtq.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libdtq.a $(LIBS)
+
+## bench: benchmarks against local emulators (tests/bench/*.sh; not part of make test)
+bench: all $(BENCH_BIN)
+	@for s in tests/bench/*.sh; do BUILD=$(BUILD) bash $$s || exit 1; done
 
 ## test: unit + integration tests against real PostgreSQL and moto_server
 test: all unit-bins
