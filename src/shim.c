@@ -298,7 +298,7 @@ struct submit {
 	const char *key;
 	const char *task_name;
 	struct task_spec spec;
-	const char **argv;              /* owned array, strings borrowed */
+	char *kwargs;                   /* the request's kwargs, compact JSON (owned) */
 	struct task_label_spec *labels; /* owned array, strings borrowed */
 	size_t nlabels;
 	char *ledger_labels;            /* JSON object the ledger row keeps (owned) */
@@ -311,15 +311,15 @@ struct submit {
 static void
 submit_cleanup(struct submit *sub)
 {
-	free(sub->argv);
+	free(sub->kwargs);
 	free(sub->labels);
 	free(sub->ledger_labels);
 	free(sub->payload);
 	task_built_cleanup(&sub->built);
 }
 
-/* The one argument each task name takes, in the form the message carries
- * it (the envelope's kwargs). */
+/* kwargs goes into the message as it is; the argument its task name takes
+ * is checked here for a clear message (the envelope checks the rest). */
 static cJSON *
 parse_kwargs(struct submit *sub, const cJSON *kwargs)
 {
@@ -340,34 +340,26 @@ parse_kwargs(struct submit *sub, const cJSON *kwargs)
 	}
 	if (!cJSON_IsObject(kwargs))
 		return answer_error(SHIM_E_BAD_REQUEST, false, "kwargs must be an object");
-	cJSON_ArrayForEach(v, kwargs) {
-		if (strcmp(v->string, want) != 0)
-			return answer_error(SHIM_E_BAD_REQUEST, false,
-					    "kwargs.%s is not an argument of %s: it takes kwargs.%s",
-					    v->string, sub->task_name, want);
-	}
 	v = field(kwargs, want);
 	if (sub->spec.kind != TASK_KIND_EXEC) {
 		if (!cJSON_IsString(v) || !v->valuestring[0])
 			return answer_error(SHIM_E_BAD_REQUEST, false,
-					    "kwargs.%s must be a non-empty string", want);
-		if (sub->spec.kind == TASK_KIND_EXECUTE_STEP)
-			sub->spec.execute_step_args = v->valuestring;
-		else
-			sub->spec.execute_run_args = v->valuestring;
-		return NULL;
-	}
-	if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) == 0)
-		return answer_error(SHIM_E_BAD_REQUEST, false,
-				    "kwargs.argv must be a non-empty array of strings");
-	sub->argv = xcalloc((size_t)cJSON_GetArraySize(v) + 1, sizeof(*sub->argv));
-	cJSON_ArrayForEach(a, v) {
-		if (!cJSON_IsString(a))
+					    "%s takes kwargs.%s, a non-empty string", sub->task_name,
+					    want);
+	} else {
+		if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) == 0)
 			return answer_error(SHIM_E_BAD_REQUEST, false,
-					    "kwargs.argv[%zu] must be a string", n);
-		sub->argv[n++] = a->valuestring;
+					    "%s takes kwargs.argv, a non-empty array of strings",
+					    sub->task_name);
+		cJSON_ArrayForEach(a, v) {
+			if (!cJSON_IsString(a))
+				return answer_error(SHIM_E_BAD_REQUEST, false,
+						    "kwargs.argv[%zu] must be a string", n);
+			n++;
+		}
 	}
-	sub->spec.argv = sub->argv;
+	sub->kwargs = print_json(kwargs);
+	sub->spec.kwargs_json = sub->kwargs;
 	return NULL;
 }
 
@@ -453,29 +445,12 @@ parse_limits(struct submit *sub, const struct dtq_config *cfg, const cJSON *req)
 }
 
 /* The payload as the ledger keeps it and as the envelope moves it out of a
- * message that is too large: {"args": [], "kwargs": {...}}. Its SHA-256 is
- * what makes two submits of one key "the same". */
+ * message that is too large: {"args":[],"kwargs":{...}}, compact. Its SHA-256
+ * is what makes two submits of one key "the same". */
 static void
 make_payload(struct submit *sub)
 {
-	cJSON *p = need(cJSON_CreateObject()), *kwargs = need(cJSON_CreateObject()), *argv;
-	const char *const *a;
-
-	add(p, "args", cJSON_CreateArray());
-	if (sub->spec.execute_step_args)
-		add(kwargs, "execute_step_args", cJSON_CreateString(sub->spec.execute_step_args));
-	if (sub->spec.execute_run_args)
-		add(kwargs, "execute_run_args", cJSON_CreateString(sub->spec.execute_run_args));
-	if (sub->spec.argv) {
-		argv = need(cJSON_CreateArray());
-		for (a = sub->spec.argv; *a; a++)
-			if (!cJSON_AddItemToArray(argv, need(cJSON_CreateString(*a))))
-				need(NULL);
-		add(kwargs, "argv", argv);
-	}
-	add(p, "kwargs", kwargs);
-	sub->payload = print_json(p);
-	cJSON_Delete(p);
+	sub->payload = xasprintf("{\"args\":[],\"kwargs\":%s}", sub->kwargs);
 	sha256_hex(sub->payload, strlen(sub->payload), sub->payload_sha256);
 }
 

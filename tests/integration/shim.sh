@@ -54,14 +54,14 @@ fifo=$(sqs_tool create "shim-$$.fifo") || { echo "not ok - create the FIFO queue
 bulk=$(sqs_tool create "shim-bulk-$$") || { echo "not ok - create the bulk queue"; exit 1; }
 export DTQ_QUEUE_URL=$queue
 
-task() { # task KEY ARGS [extra JSON fields]
-	printf '{"key": "%s", "task_name": "dagster.execute_step", "kwargs": {"execute_step_args": "%s"}, "labels": {"run_id": "run-%s", "step_key": "step_a", "attempt": "0"}%s}' \
-		"$1" "$2" "$$" "${3:-}"
+task() { # task KEY ARGS [extra JSON fields [extra kwargs]]
+	printf '{"key": "%s", "task_name": "dagster.execute_step", "kwargs": {"execute_step_args": "%s"%s}, "labels": {"run_id": "run-%s", "step_key": "step_a", "attempt": "0"}%s}' \
+		"$1" "$2" "${4:-}" "$$" "${3:-}"
 }
 k1="run-$$/step_a/0"
 
 # ---- submit ------------------------------------------------------------------
-out=$(task "$k1" eJwLAAAAAAE= ', "max_attempts": 4, "timeout": 90' | shim submit)
+out=$(task "$k1" eJwLAAAAAAE= ', "max_attempts": 4, "timeout": 90' ', "note": "kept"' | shim submit)
 rc=$?
 check "submit exits 0" test "$rc" -eq 0
 check "submit answers created, queued and a message id" jtest "$out" \
@@ -73,11 +73,11 @@ sqs_tool drain "$queue" >"$T/msgs1.json"
 check "the message is a TaskIQ message with dtq's labels and the request's" \
 	harness_python "$top/tests/integration/shim_sqs.py" check-message "$T/msgs1.json" "$k1" \
 	"$signing_key" run_id=run-$$ step_key=step_a attempt=0 timeout=90 max_attempts=4 \
-	kwargs.execute_step_args=eJwLAAAAAAE= message_id="$mid"
+	kwargs.execute_step_args=eJwLAAAAAAE= kwargs.note=kept message_id="$mid"
 check "a tampered message fails the same signature check" \
 	harness_python "$top/tests/integration/shim_sqs.py" check-tamper "$T/msgs1.json" "$signing_key"
 
-out=$(task "$k1" eJwLAAAAAAE= ', "max_attempts": 4, "timeout": 90' | shim submit)
+out=$(task "$k1" eJwLAAAAAAE= ', "max_attempts": 4, "timeout": 90' ', "note": "kept"' | shim submit)
 rc=$?
 check "the same key and payload again: exit 0, created false, still queued" jtest "$out" \
 	'r["created"] is False and r["state"] == "queued" and r["message_id"] == "'"$mid"'" and '"$rc"' == 0'
@@ -200,10 +200,15 @@ assert p == {\"args\": [], \"kwargs\": r[\"kwargs\"]}, list(p)'"
 make_big "run-$$/step_huge/0" $((900 * 1024)) >"$T/huge.json"
 out=$(shim submit <"$T/huge.json")
 rc=$?
-check "a payload over 1 MiB is refused (BAD_REQUEST, exit 1): no child could receive it" jtest "$out" \
+check "a payload over 1 MiB is refused (BAD_REQUEST, exit 1)" jtest "$out" \
+	'r["error"]["code"] == "BAD_REQUEST" and "oversize" in r["error"]["message"] and '"$rc"' == 1'
+make_big "run-$$/step_200k/0" $((150 * 1024)) >"$T/200k.json"
+out=$(shim submit <"$T/200k.json")
+rc=$?
+check "execute_step_args over 128 KiB is refused: no child could receive it" jtest "$out" \
 	'r["error"]["code"] == "BAD_REQUEST" and "131072" in r["error"]["message"] and '"$rc"' == 1'
-check "... and leaves no ledger row" \
-	test "$(sql "select count(*) from $schema.tasks where key = 'run-$$/step_huge/0'")" = 0
+check "... and neither leaves a ledger row" \
+	test "$(sql "select count(*) from $schema.tasks where key in ('run-$$/step_huge/0', 'run-$$/step_200k/0')")" = 0
 
 # ---- --serve: framing and throughput -------------------------------------------
 printf '%s\n' '{"id": 1, "op": "ping"}' 'garbage' '' '[1, 2]' '{"id": 5, "op": "nope"}' \
