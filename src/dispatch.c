@@ -132,8 +132,10 @@ applet_setup(struct dtq_config *cfg, int *argc, char **argv)
 	const struct applet *ap = applet_find(dtq_applet_name);
 	char err[DTQ_ERRLEN];
 
-	if (cfg_load(cfg, argc, argv, ap ? ap->groups : CFG_G_ALL, err) < 0)
+	if (cfg_load(cfg, argc, argv, ap ? ap->groups : CFG_G_ALL, err) < 0) {
+		cfg_free(cfg);
 		die(DTQ_EXIT_USAGE, "%s", err);
+	}
 	log_setup((enum log_level)cfg->log_level, (enum log_format)cfg->log_format, 2);
 	cfg_register_secrets(cfg);
 }
