@@ -365,10 +365,12 @@ build_dtq() {
 	fi
 	say "compiling dtq (make BUILD=build/static CC=musl-gcc) ..."
 	# Everything on the command line, so nothing from the host's pkg-config
-	# (glibc include paths) reaches the musl build.
+	# (glibc include paths) reaches the musl build. include/cjson as in
+	# libcjson.pc, which makes both <cjson/cJSON.h> and <cJSON.h> work; -isystem
+	# as for the dynamic build, which gets them from /usr/include.
 	(cd "$ROOT" && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -j"$JOBS" \
 		BUILD=build/static CC=musl-gcc \
-		PKG_CFLAGS="-I$PREFIX/include -isystem $KERNEL_HEADERS" \
+		PKG_CFLAGS="-isystem $PREFIX/include -isystem $PREFIX/include/cjson -isystem $KERNEL_HEADERS" \
 		CFLAGS="${CFLAGS:-} -ffunction-sections -fdata-sections" \
 		LDFLAGS="-static -Wl,--gc-sections" \
 		LIBS="$libs" \
