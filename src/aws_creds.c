@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <cJSON.h>
+#include <cjson/cJSON.h>
 #include <curl/curl.h>
 
 #include "dtq/aws_creds.h"

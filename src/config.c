@@ -56,8 +56,9 @@ const struct cfg_key cfg_table[] = {
 	 "Profile read from the shared credentials file (~/.aws/credentials)."},
 	{"ca_bundle", CFG_STRING, OFF(ca_bundle), "", 0, 0, NULL, CFG_G_AWS,
 	 {"DTQ_CA_BUNDLE", "AWS_CA_BUNDLE", "CURL_CA_BUNDLE"},
-	 "CA certificates file for TLS. Empty: the system's default. The static binary has no "
-	 "default: set this, or SSL_CERT_FILE, when it talks to real AWS."},
+	 "CA certificates file for TLS to AWS. Empty: libcurl's default, which in the static "
+	 "binary is /etc/ssl/certs/ca-certificates.crt (Debian, Ubuntu, Alpine); set this where "
+	 "the image keeps it elsewhere."},
 	{"http_connect_timeout", CFG_DURATION, OFF(http_connect_timeout), "5s", 100, 5 * MIN, NULL,
 	 CFG_G_AWS, {"DTQ_HTTP_CONNECT_TIMEOUT"}, "Time allowed to open a connection to AWS."},
 	{"http_timeout", CFG_DURATION, OFF(http_timeout), "30s", SEC, 10 * MIN, NULL, CFG_G_AWS,
