@@ -121,9 +121,10 @@ check_ledger(const struct dtq_config *cfg, int64_t timeout_ms, char *detail, siz
 	char secs[24];
 	int rc, version = 0;
 
-	/* libpq's own variable: used unless the DSN says otherwise */
+	/* libpq's own variable: used unless the DSN says otherwise (libpq
+	 * rounds values under 2 s up to 2 s) */
 	snprintf(secs, sizeof(secs), "%lld", (long long)(timeout_ms + 999) / 1000);
-	setenv("PGCONNECT_TIMEOUT", secs, 0);
+	setenv("PGCONNECT_TIMEOUT", secs, 1);
 	rc = ledger_open(cfg->ledger_dsn, cfg->ledger_schema, LEDGER_OPEN_CHECK_VERSION, &l, err);
 	if (rc == 0)
 		rc = ledger_schema_version(l, &version, err);
