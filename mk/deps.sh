@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # mk/deps.sh - install what building and testing dtq needs, idempotently:
-# Debian packages (compiler, the six -dev libraries, PostgreSQL, musl) and the
-# Python virtualenv .venv/ (moto, boto3, Dagster, TaskIQ, pytest, ruff) pinned
-# by mk/requirements.txt. Run by `make deps`.
+# Debian packages (compiler, the six -dev libraries, PostgreSQL, musl, clang
+# for `make fuzz`) and the Python virtualenv .venv/ (moto, boto3, Dagster,
+# TaskIQ, pytest, ruff) pinned by mk/requirements.txt. Run by `make deps`.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -11,7 +11,7 @@ venv=${DTQ_VENV:-$top/.venv}
 packages=(
 	build-essential pkg-config file ca-certificates procps
 	libcurl4-openssl-dev libcjson-dev libmbedtls-dev libev-dev libcmocka-dev libpq-dev
-	postgresql musl-tools python3 python3-venv python3-dev valgrind
+	postgresql musl-tools python3 python3-venv python3-dev valgrind clang
 )
 
 say() { printf '[deps] %s\n' "$*"; }

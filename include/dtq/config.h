@@ -75,6 +75,8 @@ struct dtq_config {
 	int64_t http_connect_timeout;
 	int64_t http_timeout;
 	long long http_max_retries;
+	int64_t http_retry_base;
+	int64_t http_retry_cap;
 
 	char *queue_url;
 	char *dlq_url;
@@ -84,6 +86,8 @@ struct dtq_config {
 	char *ledger_dsn;
 	char *ledger_schema;
 	long long ledger_pool_size;
+	int64_t ledger_timeout;
+	int64_t ledger_connect_timeout;
 
 	char *worker_id;
 	long long worker_concurrency;
@@ -155,6 +159,8 @@ void cfg_mask_dsn(const char *dsn, char *buf, size_t len);
 void cfg_print(FILE *out, const struct dtq_config *cfg, unsigned groups);
 void cfg_print_flags(FILE *out, unsigned groups);
 void cfg_print_markdown(FILE *out);
+/* A commented configuration file with every default (deploy/dtq.conf.example). */
+void cfg_print_example(FILE *out);
 
 /* Registers secret values with the logger so they are redacted. */
 void cfg_register_secrets(const struct dtq_config *cfg);
