@@ -10,6 +10,7 @@ on steps its predecessor launched.
 from __future__ import annotations
 
 import logging
+import os
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timezone
@@ -59,6 +60,8 @@ from dagster_dtq.shim import ShimClient, ShimError, retry_transient, shared_clie
 log = logging.getLogger("dagster_dtq")
 
 DEFAULT_HEALTH_CHECK_INTERVAL = 20
+# Storage ids the event tailer reads again on every poll (see DtqStepDelegatingExecutor).
+DEFAULT_EVENT_TAILER_OFFSET = 200
 
 
 def _utcnow() -> datetime:
@@ -105,6 +108,16 @@ def dtq_executor_config() -> dict[str, Field]:
             description=(
                 "Seconds after a step process exited within which Dagster's terminal step event"
                 " must show; after that the step is reported unhealthy."
+            ),
+        ),
+        "event_tailer_offset": Field(
+            IntSource,
+            is_required=False,
+            default_value=DEFAULT_EVENT_TAILER_OFFSET,
+            description=(
+                "Event-log storage ids the executor reads again on each poll, so that events"
+                " committed out of id order by concurrent step processes are not missed."
+                " DAGSTER_EXECUTOR_POP_EVENTS_OFFSET, when set, wins."
             ),
         ),
     }
@@ -315,11 +328,31 @@ class _WorkerReporter:
 
 
 class DtqStepDelegatingExecutor(StepDelegatingExecutor):
-    """StepDelegatingExecutor that also shows, per step attempt, which dtq worker ran it."""
+    """StepDelegatingExecutor that also shows, per step attempt, which dtq worker ran it, and
+    that tails the event log with an offset.
 
-    def __init__(self, step_handler: DtqStepHandler, **kwargs: Any) -> None:
+    Why the offset: many step processes write to Postgres at once, and a storage id is taken
+    when a row is inserted, not when its transaction commits. A tailer whose cursor has passed
+    id N never sees an event N-1 that committed after its query: a lost STEP_OUTPUT makes
+    Dagster skip the consumers of an output that exists. Reading the last `offset` ids again
+    on every poll (de-duplicated by storage id, as Dagster does) closes that window.
+    """
+
+    def __init__(
+        self,
+        step_handler: DtqStepHandler,
+        event_tailer_offset: int = DEFAULT_EVENT_TAILER_OFFSET,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(step_handler, **kwargs)
         self._dtq_handler = step_handler
+        self._event_tailer_offset = event_tailer_offset
+
+    def _get_pop_events_offset(self, instance: Any) -> int:
+        if "DAGSTER_EXECUTOR_POP_EVENTS_OFFSET" in os.environ:
+            return int(os.environ["DAGSTER_EXECUTOR_POP_EVENTS_OFFSET"])
+        storage_default = int(instance.event_log_storage.default_run_scoped_event_tailer_offset())
+        return max(self._event_tailer_offset, storage_default)
 
     @property
     def step_handler(self) -> DtqStepHandler:
@@ -346,6 +379,7 @@ def make_dtq_executor(config: Mapping[str, Any]) -> DtqStepDelegatingExecutor:
         check_step_health_interval_seconds=int(
             config.get("health_check_interval", DEFAULT_HEALTH_CHECK_INTERVAL)
         ),
+        event_tailer_offset=int(config.get("event_tailer_offset", DEFAULT_EVENT_TAILER_OFFSET)),
     )
 
 

@@ -24,11 +24,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-# Codes of docs/executor-shim.md that trying again can cure; SHIM_UNAVAILABLE is ours: the
-# co-process could not be started, died, timed out or broke the protocol.
-TRANSIENT_CODES = frozenset(
-    {"LEDGER_UNAVAILABLE", "QUEUE_UNAVAILABLE", "INTERNAL", "SHIM_UNAVAILABLE"}
-)
+# Codes of docs/executor-shim.md that trying again can cure (the shim also marks them
+# "retryable"); SHIM_UNAVAILABLE is ours: the co-process could not be started, died, timed
+# out or broke the protocol. INTERNAL (a database error, SQS refusing the message) is not.
+TRANSIENT_CODES = frozenset({"LEDGER_UNAVAILABLE", "QUEUE_UNAVAILABLE", "SHIM_UNAVAILABLE"})
 
 _MAX_LINE = 64 * 1024 * 1024  # a status answer for many keys is still far below this
 

@@ -32,6 +32,7 @@ def test_every_key_is_optional_with_sane_defaults():
     assert cfg["retries"] == {"enabled": {}}
     assert cfg["health_check_interval"] == 20
     assert cfg["exit_grace"] == 10
+    assert cfg["event_tailer_offset"] == 200
     assert "queue_url" not in cfg and "max_concurrent" not in cfg
 
 
@@ -74,6 +75,11 @@ def test_env_sourced_values(monkeypatch):
     assert executor._tag_concurrency_limits == [{"key": "database", "value": "pg", "limit": 2}]
     assert executor._should_verify_step is True
     assert executor._check_step_health_interval_seconds == 20
+    storage = type("S", (), {"default_run_scoped_event_tailer_offset": lambda self: 0})()
+    inst = type("I", (), {"event_log_storage": storage})()
+    assert executor._get_pop_events_offset(inst) == 200
+    monkeypatch.setenv("DAGSTER_EXECUTOR_POP_EVENTS_OFFSET", "7")
+    assert executor._get_pop_events_offset(inst) == 7
     assert executor.step_handler._max_attempts == 5
     assert executor.step_handler._step_timeout == 600
 

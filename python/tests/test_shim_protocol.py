@@ -71,7 +71,7 @@ def test_status_checks_one_task_per_key():
     [
         ("LEDGER_UNAVAILABLE", True),
         ("QUEUE_UNAVAILABLE", True),
-        ("INTERNAL", True),
+        ("INTERNAL", False),
         ("KEY_REUSE", False),
         ("NOT_FOUND", False),
         ("BAD_REQUEST", False),
