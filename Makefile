@@ -59,7 +59,7 @@ $(BUILD)/libapplets.a: $(APPLET_OBJ)
 
 $(BUILD)/dtq: $(BUILD)/obj/src/main.o $(BUILD)/libapplets.a $(BUILD)/libdtq.a
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libapplets.a $(BUILD)/libdtq.a \
-		$(BUILD)/libapplets.a $(LIBS)
+		$(BUILD)/libapplets.a $(BUILD)/libdtq.a $(LIBS)
 
 # Applet symlinks (dtq-config -> dtq), so argv[0] dispatch is tested in place.
 $(BUILD)/links: $(BUILD)/dtq src/applets.def
@@ -69,12 +69,12 @@ $(BUILD)/links: $(BUILD)/dtq src/applets.def
 $(BUILD)/tests/%: tests/unit/%.c $(TESTLIB_OBJ) $(BUILD)/libapplets.a $(BUILD)/libdtq.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(TESTLIB_OBJ) $(BUILD)/libapplets.a \
-		$(BUILD)/libdtq.a $(BUILD)/libapplets.a $(LIBS) $(TEST_LIBS)
+		$(BUILD)/libdtq.a $(BUILD)/libapplets.a $(BUILD)/libdtq.a $(LIBS) $(TEST_LIBS)
 
 $(BUILD)/tests/%: tests/integration/%.c $(TESTLIB_OBJ) $(BUILD)/libapplets.a $(BUILD)/libdtq.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(TESTLIB_OBJ) $(BUILD)/libapplets.a \
-		$(BUILD)/libdtq.a $(BUILD)/libapplets.a $(LIBS) $(TEST_LIBS) -lpthread
+		$(BUILD)/libdtq.a $(BUILD)/libapplets.a $(BUILD)/libdtq.a $(LIBS) $(TEST_LIBS) -lpthread
 
 unit-bins: $(UNIT_BIN) $(ITEST_BIN)
 

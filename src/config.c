@@ -67,6 +67,12 @@ const struct cfg_key cfg_table[] = {
 	 {"DTQ_HTTP_MAX_RETRIES"},
 	 "Retries of a retryable AWS error (throttling, 5xx, network), with capped exponential "
 	 "backoff and full jitter."},
+	{"http_retry_base", CFG_DURATION, OFF(http_retry_base), "200ms", 1, 10 * MIN, NULL, CFG_G_AWS,
+	 {"DTQ_HTTP_RETRY_BASE"},
+	 "Backoff ceiling of the first retry; it doubles per retry up to http_retry_cap, and the "
+	 "actual delay is drawn uniformly below the ceiling (full jitter)."},
+	{"http_retry_cap", CFG_DURATION, OFF(http_retry_cap), "20s", 1, HOUR, NULL, CFG_G_AWS,
+	 {"DTQ_HTTP_RETRY_CAP"}, "Largest backoff ceiling between two retries of an AWS request."},
 
 	{"queue_url", CFG_URL, OFF(queue_url), "", 0, 0, NULL, CFG_G_QUEUE, {"DTQ_QUEUE_URL"},
 	 "URL of the SQS task queue (standard or FIFO)."},

@@ -75,6 +75,8 @@ struct dtq_config {
 	int64_t http_connect_timeout;
 	int64_t http_timeout;
 	long long http_max_retries;
+	int64_t http_retry_base;
+	int64_t http_retry_cap;
 
 	char *queue_url;
 	char *dlq_url;
