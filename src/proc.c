@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -456,7 +457,7 @@ child_fail(int report_fd, int stage)
 /* Runs in the forked child: only async-signal-safe calls from here on. */
 static NORETURN void
 child_exec(const char *path, char *const *argv, char *const *envp, const char *cwd, int devnull,
-	   int out_w, int err_w, int report_fd)
+	   int out_w, int err_w, int report_fd, pid_t die_with)
 {
 	struct sigaction sa;
 	sigset_t none;
@@ -472,6 +473,9 @@ child_exec(const char *path, char *const *argv, char *const *envp, const char *c
 	sigemptyset(&none);
 	if (setsid() < 0)
 		child_fail(report_fd, STAGE_SETSID);
+	/* The parent may have died before prctl: then getppid() changed. */
+	if (die_with > 0 && (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != die_with))
+		_exit(127);
 
 	if ((report_fd = child_lift_fd(report_fd)) < 0)
 		_exit(127);
@@ -565,7 +569,7 @@ proc_spawn(struct ev_loop *loop, const struct proc_opts *o, struct proc **out, c
 	sigset_t all, old;
 	struct proc *p;
 	char *path;
-	pid_t pid;
+	pid_t pid, parent = o->die_with_parent ? getpid() : 0;
 	int rc;
 
 	*out = NULL;
@@ -598,7 +602,7 @@ proc_spawn(struct ev_loop *loop, const struct proc_opts *o, struct proc **out, c
 	pid = fork();
 	if (pid == 0)
 		child_exec(path, (char *const *)o->argv, (char *const *)envp, o->cwd, devnull,
-			   out_p[1], err_p[1], rep_p[1]);
+			   out_p[1], err_p[1], rep_p[1], parent);
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	if (pid < 0) {
 		rc = dtq_fail(err, DTQ_EIO, "fork: %s", strerror(errno));

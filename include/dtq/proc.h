@@ -135,6 +135,10 @@ struct proc_opts {
 	proc_line_fn *on_line;  /* may be NULL: output is read and dropped */
 	proc_exit_fn *on_exit;  /* required */
 	void *arg;              /* passed to both callbacks */
+	/* SIGKILL the child (PR_SET_PDEATHSIG) when the worker dies, so that a
+	 * crashed worker's task cannot outlive the lease that guards it. Its
+	 * own descendants are not covered. */
+	bool die_with_parent;
 };
 
 /* Starts the child; on success *out is an owned proc (proc_free()). loop must
