@@ -91,6 +91,14 @@ const struct cfg_key cfg_table[] = {
 	 {"DTQ_LEDGER_SCHEMA"}, "Schema that holds the ledger's tables (letters, digits, '_')."},
 	{"ledger_pool_size", CFG_INT, OFF(ledger_pool_size), "2", 1, 64, NULL, CFG_G_LEDGER,
 	 {"DTQ_LEDGER_POOL_SIZE"}, "Connections the worker keeps open to the ledger."},
+	{"ledger_timeout", CFG_DURATION, OFF(ledger_timeout), "10s", 100, 10 * MIN, NULL,
+	 CFG_G_LEDGER, {"DTQ_LEDGER_TIMEOUT"},
+	 "Longest wait for one ledger statement, queueing included; past it the statement fails "
+	 "as retryable and, if it was on the wire, its connection is reopened."},
+	{"ledger_connect_timeout", CFG_DURATION, OFF(ledger_connect_timeout), "5s", 100, 5 * MIN,
+	 NULL, CFG_G_LEDGER, {"DTQ_LEDGER_CONNECT_TIMEOUT"},
+	 "Longest wait for one connection attempt to the ledger; failed attempts are retried with "
+	 "a doubling wait of at most 5s."},
 
 	{"worker_id", CFG_STRING, OFF(worker_id), "", 0, 0, NULL, CFG_G_WORKER, {"DTQ_WORKER_ID"},
 	 "Name of this worker in the ledger and logs. Empty: <hostname>-<pid>."},

@@ -86,6 +86,8 @@ struct dtq_config {
 	char *ledger_dsn;
 	char *ledger_schema;
 	long long ledger_pool_size;
+	int64_t ledger_timeout;
+	int64_t ledger_connect_timeout;
 
 	char *worker_id;
 	long long worker_concurrency;
