@@ -777,7 +777,8 @@ job_fail_to_record(struct job *j, enum ledger_state state, const char *error)
 {
 	j->record_state = state;
 	j->record_has_code = false;
-	snprintf(j->record_error, sizeof(j->record_error), "%s", error);
+	snprintf(j->record_error, sizeof(j->record_error), "%.*s", (int)sizeof(j->record_error) - 1,
+		 error);
 	job_record(j);
 }
 
@@ -817,7 +818,6 @@ job_spawn(struct job *j)
 		tlog_error(&j->lt, "%s", why);
 		worker_cmd_cleanup(&cmd);
 		j->spawn_failed = true;
-		snprintf(j->spawn_error, sizeof(j->spawn_error), "%s", why);
 		j->started_ms = now_ms();
 		job_fail_to_record(j, LEDGER_STATE_QUEUED, why);
 		return;

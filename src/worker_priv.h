@@ -119,7 +119,6 @@ struct job {
 	bool exited;
 	enum job_stop stop;
 	bool spawn_failed;
-	char spawn_error[256];
 	ev_timer hb_timer;          /* heartbeat every hb interval */
 	ev_timer lease_timer;       /* the lease runs out without a renewal */
 	ev_timer timeout_timer;     /* the task's own timeout */
