@@ -188,6 +188,27 @@ message_from_raw(char *out, size_t cap, const char *body, size_t len)
 	out[n] = '\0';
 }
 
+/* Text between <tag> and </tag> in an XML error document (Query protocol,
+ * which some emulators still answer with), or false. */
+static bool
+xml_element(const char *body, size_t len, const char *tag, char *out, size_t cap)
+{
+	char open[32], close[32];
+	const char *start, *end;
+
+	snprintf(open, sizeof(open), "<%s>", tag);
+	snprintf(close, sizeof(close), "</%s>", tag);
+	start = memmem(body, len, open, strlen(open));
+	if (!start)
+		return false;
+	start += strlen(open);
+	end = memmem(start, len - (size_t)(start - body), close, strlen(close));
+	if (!end)
+		return false;
+	message_from_raw(out, cap, start, (size_t)(end - start));
+	return true;
+}
+
 void
 aws_error_from_http(struct aws_error *e, long status, const char *query_error,
 		    const char *body, size_t len)
@@ -212,6 +233,8 @@ aws_error_from_http(struct aws_error *e, long status, const char *query_error,
 		if (cJSON_IsString(msg))
 			copy_bounded(e->message, sizeof(e->message), msg->valuestring,
 				     strlen(msg->valuestring));
+	} else if (body && len && xml_element(body, len, "Code", e->code, sizeof(e->code))) {
+		xml_element(body, len, "Message", e->message, sizeof(e->message));
 	} else if (body && len) {
 		message_from_raw(e->message, sizeof(e->message), body, len);
 	}

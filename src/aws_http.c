@@ -580,7 +580,8 @@ static void check_done(struct aws_http_multi *m);
 static void
 on_socket_ready(struct ev_loop *loop, struct ev_io *w, int revents)
 {
-	struct sock_watch *s = (struct sock_watch *)w;
+	/* curl may free s (CURL_POLL_REMOVE) inside curl_multi_socket_action. */
+	struct aws_http_multi *m = ((struct sock_watch *)w)->m;
 	int action = 0, running;
 
 	UNUSED(loop);
@@ -590,8 +591,8 @@ on_socket_ready(struct ev_loop *loop, struct ev_io *w, int revents)
 		action |= CURL_CSELECT_OUT;
 	if (revents & EV_ERROR)
 		action |= CURL_CSELECT_ERR;
-	curl_multi_socket_action(s->m->multi, w->fd, action, &running);
-	check_done(s->m);
+	curl_multi_socket_action(m->multi, w->fd, action, &running);
+	check_done(m);
 }
 
 static void

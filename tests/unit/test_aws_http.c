@@ -204,6 +204,27 @@ test_status_only_answers(void **state)
 	assert_int_equal(aws_error_dtq_code(&e), DTQ_EREMOTE);
 }
 
+/* moto answers signature failures in the Query protocol's XML, even to JSON
+ * requests. */
+static void
+test_xml_error_document(void **state)
+{
+	struct aws_error e;
+
+	(void)state;
+	parse(&e, 403, NULL,
+	      "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<ErrorResponse><Errors><Error><Code>"
+	      "SignatureDoesNotMatch</Code><Message>The request signature we calculated does not "
+	      "match the signature you provided.</Message><Type>Sender</Type></Error></Errors>"
+	      "</ErrorResponse>");
+	assert_string_equal(e.code, "SignatureDoesNotMatch");
+	assert_string_equal(e.message, "The request signature we calculated does not match the "
+			    "signature you provided.");
+	assert_int_equal(e.kind, AWS_ERR_AUTH);
+	parse(&e, 400, NULL, "<Error><Code>Truncated");
+	assert_string_equal(e.code, "400");
+}
+
 static void
 test_auth_errors_not_retried(void **state)
 {
@@ -326,6 +347,7 @@ main(void)
 		cmocka_unit_test(test_reference_table),
 		cmocka_unit_test(test_receiver_fault_and_bad_header),
 		cmocka_unit_test(test_status_only_answers),
+		cmocka_unit_test(test_xml_error_document),
 		cmocka_unit_test(test_auth_errors_not_retried),
 		cmocka_unit_test(test_curl_errors),
 		cmocka_unit_test(test_format),
