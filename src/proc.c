@@ -366,6 +366,7 @@ enum spawn_stage {
 	STAGE_DUP,
 	STAGE_CHDIR,
 	STAGE_EXEC,
+	STAGE_GUARD,
 };
 
 static const char *
@@ -376,6 +377,7 @@ stage_name(int stage)
 	case STAGE_DUP: return "dup2";
 	case STAGE_CHDIR: return "chdir";
 	case STAGE_EXEC: return "execve";
+	case STAGE_GUARD: return "fork (guard)";
 	}
 	return "?";
 }
@@ -454,6 +456,64 @@ child_fail(int report_fd, int stage)
 	_exit(127);
 }
 
+/* The guard: the process group's leader, parent of the task's program. It
+ * waits for the program and exits as it did; if the worker dies first
+ * (PR_SET_PDEATHSIG, or getppid() changed before prctl ran), it SIGKILLs the
+ * whole group, so that no descendant of a crashed worker's task outlives the
+ * lease that guarded it. Signals stay blocked: it takes them with
+ * sigwaitinfo(); a SIGTERM sent to the group is for the program, not for it.
+ * Async-signal-safe calls only. */
+static NORETURN void
+guard_run(pid_t prog, pid_t worker)
+{
+	sigset_t set;
+	siginfo_t si;
+	int status;
+	pid_t r;
+
+	child_close_from(0);
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGUSR2);
+	if (prctl(PR_SET_PDEATHSIG, SIGUSR2) < 0 || getppid() != worker)
+		goto out_kill_group;
+	for (;;) {
+		if (sigwaitinfo(&set, &si) < 0 && errno != EINTR)
+			goto out_kill_group;
+		if (getppid() != worker)
+			goto out_kill_group;
+		r = waitpid(prog, &status, WNOHANG);
+		if (r == prog)
+			break;
+		if (r < 0 && errno != EINTR)
+			_exit(127);
+	}
+	if (WIFEXITED(status))
+		_exit(WEXITSTATUS(status));
+	/* die of the same signal, so the worker sees what the program saw */
+	signal(WTERMSIG(status), SIG_DFL);
+	sigemptyset(&set);
+	sigaddset(&set, WTERMSIG(status));
+	sigprocmask(SIG_UNBLOCK, &set, NULL);
+	kill(getpid(), WTERMSIG(status));
+	_exit(128 + WTERMSIG(status));
+out_kill_group:
+	kill(0, SIGKILL);
+	_exit(137);
+}
+
+/* In the new session's leader: the guard stays, the child goes on to exec. */
+static void
+child_fork_guard(int report_fd, pid_t worker)
+{
+	pid_t prog = fork();
+
+	if (prog < 0)
+		child_fail(report_fd, STAGE_GUARD);
+	if (prog > 0)
+		guard_run(prog, worker);
+}
+
 /* Runs in the forked child: only async-signal-safe calls from here on. */
 static NORETURN void
 child_exec(const char *path, char *const *argv, char *const *envp, const char *cwd, int devnull,
@@ -473,9 +533,8 @@ child_exec(const char *path, char *const *argv, char *const *envp, const char *c
 	sigemptyset(&none);
 	if (setsid() < 0)
 		child_fail(report_fd, STAGE_SETSID);
-	/* The parent may have died before prctl: then getppid() changed. */
-	if (die_with > 0 && (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != die_with))
-		_exit(127);
+	if (die_with > 0)
+		child_fork_guard(report_fd, die_with);
 
 	if ((report_fd = child_lift_fd(report_fd)) < 0)
 		_exit(127);

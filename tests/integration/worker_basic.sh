@@ -54,7 +54,7 @@ check "status JSON" bash -c "curl -fsS http://127.0.0.1:$port/status | jq -e '.w
 check "DLQ holds the exhausted task" bash -c "wl_py() { harness_python '$WL_TOOL' \"\$@\"; }; $(declare -f harness_python); wl_py dlq | jq -e 'select(.key==\"fail/1\" and .reason==\"exhausted\")'"
 
 kill -TERM "$WL_PID_w1"
-status=$(wl_wait_exit "$WL_PID_w1")
-check "SIGTERM when idle: exit 0 (got $status)" test "$status" = 0
+wl_wait_exit "$WL_PID_w1"
+check "SIGTERM when idle: exit 0 (got $WL_STATUS)" test "$WL_STATUS" = 0
 check "SIGTERM when idle: drained and stopped" grep -q 'worker stopped' "$WL_DIR/w1.log"
 wl_done

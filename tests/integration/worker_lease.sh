@@ -52,7 +52,7 @@ check "pause: w1 is ready again" wl_wait_ready "$WL_PORT_w1" 50
 
 # ---- a crashed worker's task is retried, never overlapping ----
 kill -TERM "$WL_PID_w2"
-wl_wait_exit "$WL_PID_w2" >/dev/null
+wl_wait_exit "$WL_PID_w2"
 wl_py send crash/1 -- /bin/sh "$WL_DIR/task.sh" crash/1 30 >/dev/null
 check "crash: w1 runs fence 1" wl_wait running_on crash/1 w1
 cchild=$(cat "$WL_DIR/pid.1")

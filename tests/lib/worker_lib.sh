@@ -92,7 +92,8 @@ wl_state() { wl_psql "SELECT state FROM tasks WHERE key = '$1'"; }
 wl_state_is() { [ "$(wl_state "$1")" = "$2" ]; }
 wl_executions() { wl_psql "SELECT count(*) FROM attempts WHERE key = '$1'"; }
 
-# Waits for a worker process to exit; prints its exit status.
+# wl_wait_exit PID [TENTHS]: waits for a worker (a child of this shell: call it
+# outside $(...)) to exit and sets WL_STATUS to its exit status.
 wl_wait_exit() {
 	local pid=$1 tries=${2:-600}
 	while kill -0 "$pid" 2>/dev/null && [ "$tries" -gt 0 ]; do
@@ -100,7 +101,7 @@ wl_wait_exit() {
 		tries=$((tries - 1))
 	done
 	wait "$pid"
-	echo $?
+	WL_STATUS=$?
 }
 
 wl_metric() {
