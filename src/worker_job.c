@@ -279,8 +279,10 @@ job_sqs_calls_free(struct worker *w)
 static void
 job_set_key(struct job *j, const char *key)
 {
+	char *copy = key ? xstrdup(key) : NULL; /* key may be j->key itself */
+
 	free(j->key);
-	j->key = key ? xstrdup(key) : NULL;
+	j->key = copy;
 	j->lt.key = j->key;
 }
 
