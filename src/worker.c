@@ -13,6 +13,10 @@
 
 /* ReceiveMessage calls in flight at once: one per ten slots. */
 #define MAX_POLLS 8
+/* With fewer free slots than a full batch and no poll out, wait this long
+ * for more to free up: one receive of 10 costs the queue service about what
+ * one receive of 1 does. */
+#define POLL_GATHER_MS 50
 /* Receive errors back off from POLL_BACKOFF_MIN_MS doubling to ..._MAX_MS. */
 #define POLL_BACKOFF_MIN_MS 500
 #define POLL_BACKOFF_MAX_MS 30000
@@ -65,13 +69,24 @@ worker_note_ledger(struct worker *w, const char *op, int64_t started_ms, int rc)
 		metrics_counter_inc(metrics_counter_vec_with(w->wm.ledger_errors, op));
 }
 
+int
+worker_busy_slots(const struct worker *w)
+{
+	/* a job whose outcome is recorded (its last SQS calls out) holds no
+	 * slot; at most `concurrency` of them are let off, so that a stalled
+	 * queue service cannot make them pile up */
+	int acking = w->n_state[JOB_ACKING];
+
+	return w->n_jobs - (acking < w->concurrency ? acking : w->concurrency);
+}
+
 void
 worker_job_counts_changed(struct worker *w)
 {
-	int busy = w->n_state[JOB_LOADING] + w->n_state[JOB_RUNNING] + w->n_state[JOB_STOPPING];
+	int running = w->n_state[JOB_LOADING] + w->n_state[JOB_RUNNING] + w->n_state[JOB_STOPPING];
 
-	metrics_gauge_set(w->wm.in_flight, busy);
-	metrics_gauge_set(w->wm.free_slots, w->concurrency - w->n_jobs);
+	metrics_gauge_set(w->wm.in_flight, running);
+	metrics_gauge_set(w->wm.free_slots, w->concurrency - worker_busy_slots(w));
 }
 
 void
@@ -158,6 +173,7 @@ static void
 poll_maybe(struct worker *w)
 {
 	int max_polls = (w->concurrency + 9) / 10, slot, n;
+	int full_batch = w->concurrency < SQS_BATCH_MAX ? w->concurrency : SQS_BATCH_MAX;
 	struct sqs_receive_opts o;
 	struct poll_ctx *pc;
 	char err[DTQ_ERRLEN];
@@ -165,9 +181,25 @@ poll_maybe(struct worker *w)
 	if (max_polls > MAX_POLLS)
 		max_polls = MAX_POLLS;
 	while (!w->draining && !w->poll_paused && w->polls < max_polls) {
-		n = w->concurrency - w->n_jobs - w->reserved;
+		n = w->concurrency - worker_busy_slots(w) - w->reserved;
 		if (n <= 0 || (slot = free_poll_slot(w)) < 0)
 			return;
+		/* Fewer, fuller receives cost the queue service less than many
+		 * small ones: with a poll out, wait for a full batch; without
+		 * one, give more slots POLL_GATHER_MS to free up. */
+		if (n < full_batch) {
+			if (w->polls > 0)
+				return;
+			if (!w->gathered) {
+				if (!ev_is_active(&w->gather_timer)) {
+					ev_timer_set(&w->gather_timer, POLL_GATHER_MS / 1000.0, 0.0);
+					ev_timer_start(w->loop, &w->gather_timer);
+				}
+				return;
+			}
+		}
+		ev_timer_stop(w->loop, &w->gather_timer);
+		w->gathered = false;
 		if (n > SQS_BATCH_MAX)
 			n = SQS_BATCH_MAX;
 		memset(&o, 0, sizeof(o));
@@ -192,6 +224,17 @@ poll_maybe(struct worker *w)
 		w->polls++;
 		w->reserved += n;
 	}
+}
+
+static void
+on_gather_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct worker *w = t->data;
+
+	UNUSED(loop);
+	UNUSED(revents);
+	w->gathered = true;
+	poll_maybe(w);
 }
 
 /* The transport frees its own state on cancel; ours is the poll_ctx. */
@@ -393,6 +436,7 @@ worker_finish(struct worker *w)
 	w->finishing = true;
 	polls_cancel(w);
 	ev_timer_stop(w->loop, &w->poll_timer);
+	ev_timer_stop(w->loop, &w->gather_timer);
 	ev_timer_stop(w->loop, &w->beat_timer);
 	ev_timer_stop(w->loop, &w->drain_timer);
 	ev_timer_stop(w->loop, &w->prot_timer);
@@ -634,10 +678,22 @@ health_start(struct worker *w, const struct dtq_config *cfg, char *err)
 }
 
 static void
+on_del_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	UNUSED(loop);
+	UNUSED(revents);
+	job_flush_deletes(t->data);
+}
+
+static void
 watchers_init(struct worker *w)
 {
+	ev_init(&w->del_timer, on_del_timer);
+	w->del_timer.data = w;
 	ev_init(&w->poll_timer, on_poll_timer);
 	w->poll_timer.data = w;
+	ev_init(&w->gather_timer, on_gather_timer);
+	w->gather_timer.data = w;
 	ev_timer_init(&w->beat_timer, on_beat_timer, (double)w->hb_ms / 1000.0,
 		      (double)w->hb_ms / 1000.0);
 	w->beat_timer.data = w;
@@ -718,6 +774,8 @@ worker_free(struct worker *w)
 	ev_timer_stop(w->loop, &w->drain_timer);
 	ev_timer_stop(w->loop, &w->finish_timer);
 	ev_timer_stop(w->loop, &w->prot_timer);
+	ev_timer_stop(w->loop, &w->del_timer);
+	ev_timer_stop(w->loop, &w->gather_timer);
 	httpd_free(w->httpd);
 	polls_cancel(w);
 	/* the pool fails what is pending (callbacks run and see teardown) */

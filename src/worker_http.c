@@ -54,7 +54,8 @@ route_readyz(const struct httpd_request *req, struct httpd_response *res, void *
 				      w->last_sqs_error);
 		return;
 	}
-	httpd_response_printf(res, "ready: %d/%d slots busy\n", w->n_jobs, w->concurrency);
+	httpd_response_printf(res, "ready: %d/%d slots busy\n", worker_busy_slots(w),
+			      w->concurrency);
 }
 
 static void
@@ -109,8 +110,8 @@ route_status(const struct httpd_request *req, struct httpd_response *res, void *
 	cJSON_AddNumberToObject(root, "uptime_s", (double)(now - w->started_ms) / 1000.0);
 	cJSON_AddStringToObject(root, "state", w->draining ? "draining" : "running");
 	cJSON_AddNumberToObject(root, "concurrency", w->concurrency);
-	cJSON_AddNumberToObject(root, "busy", w->n_jobs);
-	cJSON_AddNumberToObject(root, "free_slots", w->concurrency - w->n_jobs);
+	cJSON_AddNumberToObject(root, "busy", worker_busy_slots(w));
+	cJSON_AddNumberToObject(root, "free_slots", w->concurrency - worker_busy_slots(w));
 	cJSON_AddBoolToObject(root, "scale_in_protected", w->prot_have);
 	tasks = cJSON_AddArrayToObject(root, "tasks");
 	for (const struct job *j = w->jobs; j; j = j->next) {

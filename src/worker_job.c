@@ -21,6 +21,17 @@
 /* Visibility after a failure the worker cannot act on (bad settings, schema):
  * long enough not to spin, short enough to recover quickly. */
 #define GIVE_UP_VISIBILITY_S 30
+/* Longest wait of a delete for others to share its DeleteMessageBatch. */
+#define DELETE_BATCH_MS 50
+
+/* The deletes of one DeleteMessageBatch call. */
+struct delete_batch {
+	struct delete_batch *prev, *next; /* worker->del_batches */
+	struct worker *w;
+	struct job *jobs[SQS_BATCH_MAX];
+	size_t n;
+	int64_t t0;
+};
 
 static const char *const state_names[] = {
 	"claiming", "loading", "running", "stopping", "recording", "acking", "done",
@@ -78,6 +89,8 @@ job_set_state(struct job *j, enum job_state s)
 		return;
 	}
 	worker_job_counts_changed(w);
+	if (s == JOB_ACKING)
+		worker_slot_freed(w); /* an acknowledging job holds no slot */
 }
 
 void
@@ -266,6 +279,12 @@ job_sqs(struct job *j, enum sqs_op op, char *body, sqs_next_fn *next_fn)
 void
 job_sqs_calls_free(struct worker *w)
 {
+	while (w->del_batches) {
+		struct delete_batch *b = w->del_batches;
+
+		w->del_batches = b->next;
+		free(b);
+	}
 	while (w->sqs_calls) {
 		struct job_sqs_call *c = w->sqs_calls;
 
@@ -1190,21 +1209,92 @@ job_record_dead_letter(struct job *j)
 
 /* ---- acknowledging in SQS ---- */
 
+/* Deletes are batched (DeleteMessageBatch, up to 10): a job's delete waits
+ * at most DELETE_BATCH_MS for others to join it. One call instead of ten is
+ * what keeps the queue service's request rate down under load. */
 static void
-on_deleted(struct job *j, int rc, struct sqs_reply *r, const char *err)
+on_batch_deleted(void *arg, int rc, struct sqs_reply *r, const char *err)
 {
-	UNUSED(r);
-	if (rc < 0)
-		tlog_warn(&j->lt, "delete failed (a redelivery will be suppressed): %s", err);
-	job_finish(j);
+	struct delete_batch *b = arg;
+	struct worker *w = b->w;
+	size_t i;
+
+	worker_note_sqs(w, "DeleteMessageBatch", b->t0, rc, r && r->attempts ? r->attempts : 1);
+	if (b->prev)
+		b->prev->next = b->next;
+	else
+		w->del_batches = b->next;
+	if (b->next)
+		b->next->prev = b->prev;
+	for (i = 0; i < b->n; i++) {
+		struct job *j = b->jobs[i];
+
+		if (job_unhold(j))
+			continue;
+		if (rc < 0)
+			tlog_warn(&j->lt, "delete failed (a redelivery will be suppressed): %s", err);
+		else if (i < r->n_entries && !r->entries[i].ok)
+			tlog_warn(&j->lt, "delete failed (a redelivery will be suppressed): %s: %s",
+				  r->entries[i].code ? r->entries[i].code : "?",
+				  r->entries[i].message ? r->entries[i].message : "");
+		job_finish(j);
+	}
+	free(b);
+}
+
+void
+job_flush_deletes(struct worker *w)
+{
+	struct delete_batch *b;
+	const char *handles[SQS_BATCH_MAX];
+	char err[DTQ_ERRLEN];
+	size_t i, n = w->del_n;
+
+	ev_timer_stop(w->loop, &w->del_timer);
+	if (n == 0)
+		return;
+	b = xcalloc(1, sizeof(*b));
+	b->w = w;
+	b->n = n;
+	b->t0 = now_ms();
+	for (i = 0; i < n; i++) {
+		b->jobs[i] = w->del_q[i];
+		handles[i] = b->jobs[i]->receipt;
+	}
+	w->del_n = 0;
+	if (!sqs_submit_async(w->sqs, w->http, SQS_DELETE_MESSAGE_BATCH,
+			      sqs_build_delete_batch(w->cfg->queue_url, handles, n), n, 0,
+			      on_batch_deleted, b, err)) {
+		log_error("DeleteMessageBatch not sent: %s", err);
+		for (i = 0; i < n; i++) {
+			if (!job_unhold(b->jobs[i]))
+				job_finish(b->jobs[i]);
+		}
+		free(b);
+		return;
+	}
+	/* kept on a list: freed with the worker if the call is cancelled */
+	b->next = w->del_batches;
+	if (b->next)
+		b->next->prev = b;
+	w->del_batches = b;
 }
 
 static void
 job_delete(struct job *j)
 {
-	if (!job_sqs(j, SQS_DELETE_MESSAGE, sqs_build_delete(j->w->cfg->queue_url, j->receipt),
-		     on_deleted))
-		job_finish(j);
+	struct worker *w = j->w;
+
+	job_hold(j);
+	w->del_q[w->del_n++] = j;
+	if (w->del_n == SQS_BATCH_MAX) {
+		job_flush_deletes(w);
+		return;
+	}
+	if (!ev_is_active(&w->del_timer)) {
+		ev_timer_set(&w->del_timer, DELETE_BATCH_MS / 1000.0, 0.0);
+		ev_timer_start(w->loop, &w->del_timer);
+	}
 }
 
 static void

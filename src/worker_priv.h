@@ -76,6 +76,7 @@ enum job_ack {
 
 struct worker;
 struct job_sqs_call;
+struct delete_batch;
 
 struct job {
 	struct job *prev, *next;    /* worker->jobs */
@@ -190,6 +191,14 @@ struct worker {
 	int poll_errors;            /* in a row, for the backoff */
 	bool poll_paused;           /* in backoff */
 	ev_timer poll_timer;
+	ev_timer gather_timer;      /* waiting for a fuller batch */
+	bool gathered;              /* it fired: poll for what is free */
+
+	/* deletes waiting to go out in one DeleteMessageBatch */
+	struct job *del_q[SQS_BATCH_MAX];
+	size_t del_n;
+	ev_timer del_timer;
+	struct delete_batch *del_batches; /* in flight, freed at teardown */
 
 	/* health */
 	int64_t last_sqs_ok_ms;
@@ -226,6 +235,8 @@ void job_start(struct worker *w, struct sqs_message *m);
  * (shutdown) what runs when `now` is true. */
 void job_shutdown(struct job *j, bool kill_now);
 void job_free(struct job *j);
+/* Sends the deletes queued for a DeleteMessageBatch now. */
+void job_flush_deletes(struct worker *w);
 /* Frees the bookkeeping of SQS calls the transport cancelled (teardown). */
 void job_sqs_calls_free(struct worker *w);
 const char *job_state_name(enum job_state s);
@@ -235,6 +246,8 @@ const char *job_state_name(enum job_state s);
  * a drain. Called by job_set_state(). */
 void worker_slot_freed(struct worker *w);
 void worker_job_counts_changed(struct worker *w);
+/* Slots held: jobs, minus those only acknowledging in SQS. */
+int worker_busy_slots(const struct worker *w);
 /* Records an SQS request (each attempt counts), its latency and result. */
 void worker_note_sqs(struct worker *w, const char *action, int64_t started_ms, int rc,
 		     unsigned attempts);

@@ -20,6 +20,10 @@ wl_cleanup() {
 	for pid in "${wl_pids[@]}"; do
 		wait "$pid" 2>/dev/null
 	done
+	# WL_KEEP=DIR keeps the workers' logs for a look after the test
+	if [ -n "${WL_KEEP:-}" ] && [ -n "${WL_DIR:-}" ]; then
+		mkdir -p "$WL_KEEP" && cp -r "$WL_DIR" "$WL_KEEP/"
+	fi
 	harness_cleanup
 }
 
