@@ -602,7 +602,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    """Wall times, step overheads, and a timeline of one run per variant (matplotlib only)."""
+    """Wall times, step overheads, and a timeline of the median run of each variant
+    (needs matplotlib only, not Dagster)."""
     import matplotlib  # noqa: PLC0415
 
     matplotlib.use("Agg")
@@ -612,35 +613,49 @@ def cmd_plot(args: argparse.Namespace) -> int:
         return float(v) if v else None
 
     with open(args.runs_csv) as f:
-        runs = list(csv.DictReader(f))
+        runs = [r for r in csv.DictReader(f) if r["status"] == "SUCCESS"]
     with open(args.steps_csv) as f:
         steps = list(csv.DictReader(f))
     names = list(dict.fromkeys(r["variant"] for r in runs))
-    fig, axes = plt.subplots(1, 2 + len(names), figsize=(5 * (2 + len(names)), 5))
+    fig, axes = plt.subplots(1, 2 + len(names), figsize=(5 * (2 + len(names)), 5.5))
     axes[0].boxplot([[num(r["wall"]) for r in runs if r["variant"] == n] for n in names])
     axes[0].set_xticks(range(1, len(names) + 1), names)
     axes[0].set_title("wall time per run (s)")
     axes[1].boxplot(
-        [[num(r["overhead"]) for r in steps if r["variant"] == n and r["overhead"]] for n in names]
+        [
+            [num(r["overhead_net"]) for r in steps if r["variant"] == n and r["overhead_net"]]
+            for n in names
+        ]
     )
     axes[1].set_xticks(range(1, len(names) + 1), names)
-    axes[1].set_title("per step: launch -> STEP_START (s)")
+    axes[1].set_title("per step: launch -> STEP_START,\nless the wait for a free worker (s)")
+    longest = max(num(r["wall"]) or 0 for r in runs)
     for ax, n in zip(axes[2:], names, strict=True):
-        mine = [r for r in runs if r["variant"] == n]
-        median_run = sorted(mine, key=lambda r: float(r["wall"]))[len(mine) // 2]
+        mine = sorted((r for r in runs if r["variant"] == n), key=lambda r: float(r["wall"]))
+        median_run = mine[len(mine) // 2]
         rows = [r for r in steps if r["run_id"] == median_run["run_id"]]
-        t0 = min(num(r["launch"]) for r in rows if r["launch"])
+        t0 = min(num(r["launch"]) or 0 for r in rows if r["launch"])
         for i, r in enumerate(rows):
             launch, start, ok = num(r["launch"]), num(r["step_start"]), num(r["step_success"])
-            if None in (launch, start, ok):
+            if launch is None or start is None or ok is None:
                 continue
-            ax.barh(i, start - launch, left=launch - t0, color="#f4a261")
+            claimed = num(r.get("claimed", "")) or launch
+            ax.barh(i, claimed - launch, left=launch - t0, color="#cccccc")
+            ax.barh(i, start - claimed, left=claimed - t0, color="#f4a261")
             ax.barh(i, ok - start, left=start - t0, color="#2a9d8f")
         ax.set_yticks(range(len(rows)), [r["step"].replace("bench_", "") for r in rows])
         ax.invert_yaxis()
-        ax.set_xlabel("s since first launch")
-        ax.set_title(f"{n}: median run (orange: launch->START)")
-    fig.tight_layout()
+        ax.set_xlim(0, longest)
+        ax.set_xlabel("s since the first launch")
+        ax.set_title(f"{n}: median run ({float(median_run['wall']):.1f} s)")
+    fig.text(
+        0.5,
+        0.01,
+        "grey: queued, waiting for a free dtq worker; orange: step process start (launch or"
+        " claim -> STEP_START); green: STEP_START -> STEP_SUCCESS",
+        ha="center",
+    )
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     fig.savefig(args.png, dpi=90)
     print(f"# plot: {args.png}")
     return 0
