@@ -31,16 +31,18 @@ APPLET_SRC  := $(wildcard applets/*.c)
 UNIT_SRC    := $(wildcard tests/unit/test_*.c)
 ITEST_SRC   := $(wildcard tests/integration/*.c)
 TESTLIB_SRC := $(wildcard tests/lib/*.c)
+BENCH_SRC   := $(wildcard tests/bench/*.c)
 
 CORE_OBJ    := $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
 APPLET_OBJ  := $(APPLET_SRC:%.c=$(BUILD)/obj/%.o)
 TESTLIB_OBJ := $(TESTLIB_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_BIN    := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 ITEST_BIN   := $(ITEST_SRC:tests/integration/%.c=$(BUILD)/tests/%)
+BENCH_BIN   := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 
 APPLET_NAMES = $(shell awk -F'"' '/^APPLET/ {print $$2}' src/applets.def)
 
-.PHONY: all test unit asan install uninstall static deps docs check-docs lint clean help \
+.PHONY: all test unit asan fuzz install uninstall static deps docs check-docs lint clean help \
         bench demo demo-down
 
 all: $(BUILD)/dtq $(BUILD)/links
@@ -78,6 +80,15 @@ $(BUILD)/tests/%: tests/integration/%.c $(TESTLIB_OBJ) $(BUILD)/libapplets.a $(B
 
 unit-bins: $(UNIT_BIN) $(ITEST_BIN)
 
+# Benchmark drivers (tests/bench/*.c), built on demand by their scripts.
+$(BUILD)/bench/%: tests/bench/%.c $(BUILD)/libdtq.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libdtq.a $(LIBS)
+
+## bench: benchmarks against local emulators (tests/bench/*.sh; not part of make test)
+bench: all $(BENCH_BIN)
+	@for s in tests/bench/*.sh; do BUILD=$(BUILD) bash $$s || exit 1; done
+
 ## test: unit + integration tests against real PostgreSQL and moto_server
 test: all unit-bins
 	BUILD=$(BUILD) tests/run.sh
@@ -90,6 +101,26 @@ unit: all unit-bins
 asan:
 	$(MAKE) BUILD=build/asan OPT="-O1 -g -fno-omit-frame-pointer" \
 		SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" test
+
+## fuzz: libFuzzer targets tests/fuzz/fuzz_*.c (clang, ASan+UBSan), FUZZ_SECONDS (60) each
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_MAX_LEN ?= 16384
+FUZZ_BUILD   := build/fuzz
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all
+fuzz:
+	$(MAKE) BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) OPT="-O1 -g -fno-omit-frame-pointer" \
+		SAN="-fsanitize=fuzzer-no-link $(FUZZ_SAN)" $(FUZZ_BUILD)/libdtq.a
+	@set -e; for src in tests/fuzz/fuzz_*.c; do \
+		name=$$(basename $$src .c); corpus=$${name#fuzz_}; \
+		$(FUZZ_CC) $(CPPFLAGS) -std=c11 -O1 -g -fsanitize=fuzzer $(FUZZ_SAN) \
+			-o $(FUZZ_BUILD)/$$name $$src $(FUZZ_BUILD)/libdtq.a $(LIBS); \
+		mkdir -p $(FUZZ_BUILD)/corpus/$$corpus $(FUZZ_BUILD)/artifacts; \
+		echo "fuzz: $$name for $(FUZZ_SECONDS) s (new inputs: $(FUZZ_BUILD)/corpus/$$corpus)"; \
+		$(FUZZ_BUILD)/$$name -max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN) \
+			-print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/artifacts/ \
+			$(FUZZ_BUILD)/corpus/$$corpus tests/fuzz/corpus/$$corpus; \
+	done
 
 ## install: dtq and its applet symlinks into $(PREFIX)/bin
 install: all
@@ -109,14 +140,25 @@ static:
 deps:
 	mk/deps.sh
 
-## docs: regenerate docs/configuration.md from the settings table
+## docs: regenerate docs/configuration.md and deploy/dtq.conf.example from the settings table
 docs: $(BUILD)/dtq
 	$(BUILD)/dtq config --markdown > docs/configuration.md
+	$(BUILD)/dtq config --example > deploy/dtq.conf.example
 
 ## lint: banned functions
 lint:
 	@! grep -nE '\b(sprintf|strcpy|strcat|strncpy|strtok|atoi|atol|gets|localtime|gmtime)\(' \
 		src/*.c applets/*.c include/dtq/*.h || (echo "banned function used" && false)
+
+DTQ_VENV ?= $(CURDIR)/.venv
+## demo: install what is needed, start the local stack (compose/local/up.sh) and run the 20-op demo job
+demo: deps all
+	DTQ_VENV=$(DTQ_VENV) compose/local/up.sh
+	$(DTQ_VENV)/bin/python python/examples/run_demo.py
+
+## demo-down: stop the local stack (compose/local/down.sh --purge also deletes .demo/)
+demo-down:
+	DTQ_VENV=$(DTQ_VENV) compose/local/down.sh
 
 clean:
 	rm -rf $(BUILD) build

@@ -62,20 +62,26 @@ format_time(int64_t ms, char *buf, size_t len)
 /* Keys and errors come from outside: in text output, control characters
  * are shown as \xNN so that they cannot move the cursor or forge lines. */
 static void
-print_safe(const char *s)
+fprint_safe(FILE *out, const char *s)
 {
 	const unsigned char *p;
 
 	if (!s) {
-		fputs("-", stdout);
+		fputs("-", out);
 		return;
 	}
 	for (p = (const unsigned char *)s; *p; p++) {
 		if (*p < 0x20 || *p == 0x7f || *p == '\\')
-			printf("\\x%02x", *p);
+			fprintf(out, "\\x%02x", *p);
 		else
-			putchar(*p);
+			putc(*p, out);
 	}
+}
+
+static void
+print_safe(const char *s)
+{
+	fprint_safe(stdout, s);
 }
 
 static void
@@ -233,9 +239,10 @@ cmd_status(struct ledger *l, int argc, char **argv)
 			if (strcmp(ts.v[j].key, argv[i]) == 0)
 				t = &ts.v[j];
 		if (!t) {
+			fflush(stdout); /* keep the order when both go to one file */
 			fputs("dtq ledger: unknown key: ", stderr);
-			fflush(stdout);
-			fprintf(stderr, "%s\n", argv[i]);
+			fprint_safe(stderr, argv[i]);
+			putc('\n', stderr);
 			rc = DTQ_EXIT_FAIL;
 			continue;
 		}
@@ -469,7 +476,7 @@ cmd_reap(struct ledger *l, const struct dtq_config *cfg, int argc, char **argv)
 		print_json(obj);
 	} else {
 		for (j = 0; j < res.n; j++) {
-			printf("%s%-9s %d/%d ", req.dry_run ? "would " : "",
+			printf("%s%-9s %d/%d ", req.dry_run ? "(dry run) " : "",
 			       ledger_reap_action_name(res.v[j].action), res.v[j].attempts,
 			       res.v[j].max_attempts);
 			print_safe(res.v[j].key);
@@ -489,7 +496,7 @@ ledger_main(int argc, char **argv)
 	struct ledger *l = NULL;
 	char err[DTQ_ERRLEN];
 	const char *cmd;
-	int i = 1, rc;
+	int i = 1, j, rc;
 
 	applet_setup(&cfg, &argc, argv);
 	while (i < argc && strncmp(argv[i], "--", 2) == 0) {
@@ -504,7 +511,7 @@ ledger_main(int argc, char **argv)
 		    "(see dtq ledger --help)");
 	cmd = argv[i++];
 	/* --json may also follow the command. */
-	for (int j = i; j < argc; j++) {
+	for (j = i; j < argc; j++) {
 		if (strcmp(argv[j], "--json") == 0) {
 			json_out = true;
 			memmove(&argv[j], &argv[j + 1], (size_t)(argc - j - 1) * sizeof(*argv));

@@ -93,10 +93,11 @@ run_status(struct ledger *l, bool json)
 		}
 		arr = cJSON_AddArrayToObject(obj, "pending");
 		for (i = 0; i < ledger_migrations_len; i++) {
+			cJSON *m;
+
 			if (ledger_migrations[i].version <= version)
 				continue;
-			cJSON *m = cJSON_CreateObject();
-
+			m = cJSON_CreateObject();
 			cJSON_AddNumberToObject(m, "version", ledger_migrations[i].version);
 			cJSON_AddStringToObject(m, "name", ledger_migrations[i].name);
 			cJSON_AddItemToArray(arr, m);

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # mk/deps.sh - install what building and testing dtq needs, idempotently:
-# Debian packages (compiler, the six -dev libraries, PostgreSQL, musl) and the
-# Python virtualenv .venv/ (moto, boto3, Dagster, TaskIQ, pytest, ruff) pinned
-# by mk/requirements.txt. Run by `make deps`.
+# Debian packages (compiler, the six -dev libraries, PostgreSQL, musl, clang
+# for `make fuzz`) and the Python virtualenv .venv/ (moto, boto3, Dagster,
+# TaskIQ, pytest, ruff) pinned by mk/requirements.txt. Run by `make deps`.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -11,7 +11,7 @@ venv=${DTQ_VENV:-$top/.venv}
 packages=(
 	build-essential pkg-config file ca-certificates procps
 	libcurl4-openssl-dev libcjson-dev libmbedtls-dev libev-dev libcmocka-dev libpq-dev
-	postgresql musl-tools python3 python3-venv python3-dev valgrind
+	postgresql musl-tools python3 python3-venv python3-dev valgrind clang
 )
 
 say() { printf '[deps] %s\n' "$*"; }
@@ -49,11 +49,12 @@ install_packages() {
 	DEBIAN_FRONTEND=noninteractive "${cmd[@]}"
 }
 
-# The venv is rebuilt only when mk/requirements.txt changes (its hash is kept
-# in the venv), so a second `make deps` costs a second.
+# The venv is rebuilt only when mk/requirements.txt or the plugin's
+# pyproject.toml change (their hash is kept in the venv), so a second
+# `make deps` costs a second. The plugin is installed editable.
 install_venv() {
 	local want have=""
-	want=$(sha256sum "$top/mk/requirements.txt" | cut -d' ' -f1)
+	want=$(cat "$top/mk/requirements.txt" "$top/python/pyproject.toml" 2>/dev/null | sha256sum | cut -d' ' -f1)
 	[ -f "$venv/.dtq-requirements" ] && have=$(cat "$venv/.dtq-requirements")
 	if [ "$want" = "$have" ] && [ -x "$venv/bin/moto_server" ]; then
 		say "virtualenv $venv: up to date"

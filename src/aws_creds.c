@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <cJSON.h>
+#include <cjson/cJSON.h>
 #include <curl/curl.h>
 
 #include "dtq/aws_creds.h"
@@ -846,7 +846,7 @@ aws_creds_provider_get(struct aws_creds_provider *p, int64_t now_wall_ms, const 
 			return rc;
 		adopt(p, &fresh, src);
 		p->retry_after_ms = now_wall_ms + AWS_CREDS_RETRY_MS;
-		log_info("AWS credentials from %s%s", p->creds.source,
+		log_debug("AWS credentials from %s%s", p->creds.source,
 			 p->creds.session_token ? " (temporary)" : "");
 	} else if (aws_creds_need_refresh(&p->creds, now_wall_ms) &&
 		   (now_wall_ms >= p->retry_after_ms || aws_creds_expired(&p->creds, now_wall_ms))) {

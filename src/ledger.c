@@ -526,6 +526,20 @@ ignore_notice(void *arg, const char *message)
 	log_debug("ledger: server notice: %s", message);
 }
 
+/* libpq waits forever for an unreachable host unless told otherwise. The
+ * DSN's connect_timeout wins over PGCONNECT_TIMEOUT, which wins over ours. */
+static PGconn *
+connect_with_default_timeout(const char *dsn)
+{
+	const char *keys[] = {"connect_timeout", "fallback_application_name", "dbname", NULL};
+	const char *vals[] = {LEDGER_CONNECT_TIMEOUT_S, "dtq", dsn ? dsn : "", NULL};
+	const char *env = getenv("PGCONNECT_TIMEOUT");
+
+	if (env && *env)
+		vals[0] = env;
+	return PQconnectdbParams(keys, vals, 1);
+}
+
 int
 ledger_open(const char *dsn, const char *schema, unsigned flags, struct ledger **out, char *err)
 {
@@ -538,7 +552,7 @@ ledger_open(const char *dsn, const char *schema, unsigned flags, struct ledger *
 	*out = NULL;
 	l = xcalloc(1, sizeof(*l));
 	l->schema = xstrdup(schema ? schema : "dtq");
-	l->conn = PQconnectdb(dsn ? dsn : "");
+	l->conn = connect_with_default_timeout(dsn);
 	if (PQstatus(l->conn) != CONNECTION_OK) {
 		snprintf(text, sizeof(text), "%s", PQerrorMessage(l->conn));
 		trim_newline(text);

@@ -494,12 +494,19 @@ conn_flush(struct conn *c)
 	return conn_arm(c, c->want_flush ? EV_READ | EV_WRITE : EV_READ, false);
 }
 
+/* On failure the statement is already on c's in-flight list, so that
+ * conn_broken() reports it like the others. */
 static int
 conn_send(struct conn *c, struct stmt *s)
 {
 	PGconn *pg = c->pg;
 	int ok;
 
+	s->conn = c;
+	s->phase = PHASE_RESULTS;
+	list_push(&c->inflight, s);
+	if (s->kind == STMT_USER)
+		c->pool->st.in_flight++;
 	if (s->simple && c->pipeline) {
 		if (!PQexitPipelineMode(pg))
 			return -1;
@@ -516,13 +523,10 @@ conn_send(struct conn *c, struct stmt *s)
 		ok = PQsendQueryParams(pg, s->sql, s->nparams, NULL,
 				       (const char *const *)s->values, s->lengths, s->formats,
 				       s->result_format);
+	/* A Sync per statement: each is its own transaction, and an error in
+	 * one does not abort those pipelined after it. */
 	if (ok && c->pipeline)
 		ok = PQpipelineSync(pg);
-	s->conn = c;
-	s->phase = PHASE_RESULTS;
-	list_push(&c->inflight, s);
-	if (s->kind == STMT_USER)
-		c->pool->st.in_flight++;
 	if (!ok)
 		return -1;
 	return conn_flush(c);

@@ -264,6 +264,21 @@ duplicate_name(const cJSON *obj)
 	return dup;
 }
 
+/* cJSON reads 1e400 as infinity and prints it as null: refusing such
+ * numbers keeps the signed form meaning what the body meant. */
+static bool
+numbers_finite(const cJSON *item)
+{
+	const cJSON *c;
+
+	if (cJSON_IsNumber(item))
+		return isfinite(item->valuedouble);
+	for (c = item->child; c; c = c->next)
+		if (!numbers_finite(c))
+			return false;
+	return true;
+}
+
 /* Scans and parses text that must be one JSON object. */
 static int
 load_object(const char *text, size_t len, size_t max, cJSON **out, struct why *w)
@@ -291,6 +306,10 @@ load_object(const char *text, size_t len, size_t max, cJSON **out, struct why *w
 			cJSON_Delete(root);
 			return refuse(w, R_MALFORMED, "data after the JSON value at offset %zu", off);
 		}
+	}
+	if (!numbers_finite(root)) {
+		cJSON_Delete(root);
+		return refuse(w, R_MALFORMED, "a number is out of range");
 	}
 	if (!cJSON_IsObject(root)) {
 		cJSON_Delete(root);
@@ -1020,38 +1039,43 @@ check_payload(struct task_msg *m, const cJSON *args, const cJSON *kwargs, struct
 /* ---- the envelope ---- */
 
 struct envelope {
+	const char *task_id;
+	const char *task_name;
 	cJSON *labels;
 	cJSON *types;  /* labels_types: NULL, JSON null or an object */
 	cJSON *args;
 	cJSON *kwargs;
 };
 
+/* The fields TaskIQ's pydantic model requires, with their refusals. */
+static const struct field_rule {
+	const char *name;
+	int type;
+	const char *missing;
+	const char *bad;
+	const char *want;
+} field_rules[] = {
+	{"task_id", cJSON_String, "missing_field:task_id", "bad_field:task_id", "a string"},
+	{"task_name", cJSON_String, "missing_field:task_name", "bad_field:task_name", "a string"},
+	{"labels", cJSON_Object, "missing_field:labels", "bad_field:labels", "an object"},
+	{"args", cJSON_Array, "missing_field:args", "bad_field:args", "an array"},
+	{"kwargs", cJSON_Object, "missing_field:kwargs", "bad_field:kwargs", "an object"},
+};
+
 static int
-required_field(cJSON *root, const char *name, int type, cJSON **out, struct why *w)
+required_fields(cJSON *root, cJSON *out[ARRAY_SIZE(field_rules)], struct why *w)
 {
-	static const char *const missing[] = {
-		"missing_field:task_id", "missing_field:task_name", "missing_field:labels",
-		"missing_field:args", "missing_field:kwargs",
-	};
-	static const char *const bad[] = {
-		"bad_field:task_id", "bad_field:task_name", "bad_field:labels",
-		"bad_field:args", "bad_field:kwargs",
-	};
-	static const char *const names[] = {"task_id", "task_name", "labels", "args", "kwargs"};
-	static const char *const want[] = {"a string", "a string", "an object", "an array",
-					   "an object"};
-	cJSON *v = cJSON_GetObjectItemCaseSensitive(root, name);
+	const struct field_rule *r;
 	size_t i;
 
-	for (i = 0; i < ARRAY_SIZE(names) && strcmp(names[i], name) != 0; i++)
-		;
-	if (i == ARRAY_SIZE(names))
-		i = 0;
-	if (!v)
-		return refuse(w, missing[i], "the envelope has no %s", name);
-	if ((v->type & 0xff) != type)
-		return refuse(w, bad[i], "%s must be %s", name, want[i]);
-	*out = v;
+	for (i = 0; i < ARRAY_SIZE(field_rules); i++) {
+		r = &field_rules[i];
+		out[i] = cJSON_GetObjectItemCaseSensitive(root, r->name);
+		if (!out[i])
+			return refuse(w, r->missing, "the envelope has no %s", r->name);
+		if ((out[i]->type & 0xff) != r->type)
+			return refuse(w, r->bad, "%s must be %s", r->name, r->want);
+	}
 	return 0;
 }
 
@@ -1060,17 +1084,16 @@ required_field(cJSON *root, const char *name, int type, cJSON **out, struct why 
 static int
 check_envelope(cJSON *root, struct envelope *e, struct why *w)
 {
-	cJSON *v;
+	cJSON *f[ARRAY_SIZE(field_rules)];
 	int rc;
 
-	if ((rc = check_duplicates(root, "the envelope", w)))
+	if ((rc = check_duplicates(root, "the envelope", w)) || (rc = required_fields(root, f, w)))
 		return rc;
-	if ((rc = required_field(root, "task_id", cJSON_String, &v, w)) ||
-	    (rc = required_field(root, "task_name", cJSON_String, &v, w)) ||
-	    (rc = required_field(root, "labels", cJSON_Object, &e->labels, w)) ||
-	    (rc = required_field(root, "args", cJSON_Array, &e->args, w)) ||
-	    (rc = required_field(root, "kwargs", cJSON_Object, &e->kwargs, w)))
-		return rc;
+	e->task_id = f[0]->valuestring;
+	e->task_name = f[1]->valuestring;
+	e->labels = f[2];
+	e->args = f[3];
+	e->kwargs = f[4];
 	e->types = cJSON_GetObjectItemCaseSensitive(root, "labels_types");
 	if (e->types && !cJSON_IsNull(e->types) && !cJSON_IsObject(e->types))
 		return refuse(w, "bad_field:labels_types", "labels_types must be an object or null");
@@ -1123,8 +1146,8 @@ parse_envelope(const char *body, size_t len, struct task_msg *m, struct why *w)
 		return rc;
 	if ((rc = check_envelope(m->root, &e, w)))
 		return rc;
-	m->task_id = cJSON_GetObjectItemCaseSensitive(m->root, "task_id")->valuestring;
-	m->task_name = cJSON_GetObjectItemCaseSensitive(m->root, "task_name")->valuestring;
+	m->task_id = e.task_id;
+	m->task_name = e.task_name;
 	if (!valid_ident(m->task_id))
 		return refuse(w, "bad_field:task_id",
 			      "task_id must have 1-%d bytes without control characters", TASK_MAX_KEY);
@@ -1526,11 +1549,10 @@ uuid4_hex(char out[33])
 
 	while (got < sizeof(b)) {
 		n = getrandom(b + got, sizeof(b) - got, 0);
-		if (n > 0) {
+		if (n > 0)
 			got += (size_t)n;
-		} else if (n < 0 && errno != EINTR) {
+		else if (n == 0 || errno != EINTR)
 			break;
-		}
 	}
 	if (got < sizeof(b)) {
 		/* old kernels without getrandom(2) */
@@ -1711,9 +1733,10 @@ build_kwargs(const struct task_spec *spec)
 	return kwargs;
 }
 
-/* The envelope of spec, in TaskIQ's field order. */
+/* The envelope of spec, in TaskIQ's field order; takes kwargs. */
 static cJSON *
-build_tree(const struct task_spec *spec, const char *task_id, cJSON **labels, cJSON **types)
+build_tree(const struct task_spec *spec, const char *task_id, cJSON *kwargs, cJSON **labels,
+	   cJSON **types)
 {
 	cJSON *root = json_need(cJSON_CreateObject());
 	char num[40];
@@ -1743,7 +1766,7 @@ build_tree(const struct task_spec *spec, const char *task_id, cJSON **labels, cJ
 		add_label(*labels, *types, spec->labels[i].name, spec->labels[i].value,
 			  spec->labels[i].type);
 	json_add(root, "args", cJSON_CreateArray());
-	json_add(root, "kwargs", build_kwargs(spec));
+	json_add(root, "kwargs", kwargs);
 	return root;
 }
 
@@ -1803,17 +1826,25 @@ self_check(const struct task_built *out, char *err)
 int
 task_build(const struct task_spec *spec, size_t max_body, struct task_built *out, char *err)
 {
-	cJSON *root, *labels, *types;
+	cJSON *root, *labels, *types, *kwargs = NULL;
+	struct why w;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
 	if ((rc = check_spec(spec, err)) || (rc = check_spec_strings(spec, err)))
 		return rc;
+	if (spec->kwargs_json) {
+		if (load_object(spec->kwargs_json, strlen(spec->kwargs_json), TASK_MAX_BODY, &kwargs,
+				&w))
+			return dtq_fail(err, DTQ_EINVAL, "task_build: kwargs: %s: %s", w.code, w.text);
+	} else {
+		kwargs = build_kwargs(spec);
+	}
 	if (spec->task_id)
 		snprintf(out->task_id, sizeof(out->task_id), "%s", spec->task_id);
 	else
 		uuid4_hex(out->task_id);
-	root = build_tree(spec, out->task_id, &labels, &types);
+	root = build_tree(spec, out->task_id, kwargs, &labels, &types);
 	finish_body(spec, root, labels, types, out);
 	if (out->len > max_body && spec->allow_payload_ref) {
 		out->payload = offload_payload(root, labels, types,

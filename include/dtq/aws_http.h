@@ -17,6 +17,10 @@
  * TLS peers are always verified (ca_bundle picks the CA file); libcurl
  * honours the standard proxy variables (http_proxy, https_proxy, no_proxy).
  * Response bodies larger than AWS_HTTP_MAX_RESPONSE are refused.
+ *
+ * A client is not thread-safe (one per thread or loop). Signing may fetch
+ * credentials from the ECS container endpoint, a blocking call of a few ms
+ * about once an hour (aws_creds.h), also on the asynchronous path.
  */
 #ifndef DTQ_AWS_HTTP_H
 #define DTQ_AWS_HTTP_H
@@ -159,7 +163,8 @@ struct aws_call;
 typedef void (*aws_done_fn)(void *arg, int rc, struct aws_response *resp, const char *err);
 
 struct aws_http_multi *aws_http_multi_new(struct ev_loop *loop);
-/* Cancels what is still in flight (without calling the callbacks). */
+/* Cancels what is still in flight (without calling the callbacks). Not
+ * from inside one of its own completion callbacks. */
 void aws_http_multi_free(struct aws_http_multi *m);
 /* Requests submitted and not yet completed (including those in backoff). */
 size_t aws_http_multi_pending(const struct aws_http_multi *m);

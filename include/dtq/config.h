@@ -160,6 +160,8 @@ void cfg_mask_dsn(const char *dsn, char *buf, size_t len);
 void cfg_print(FILE *out, const struct dtq_config *cfg, unsigned groups);
 void cfg_print_flags(FILE *out, unsigned groups);
 void cfg_print_markdown(FILE *out);
+/* A commented configuration file with every default (deploy/dtq.conf.example). */
+void cfg_print_example(FILE *out);
 
 /* Registers secret values with the logger so they are redacted. */
 void cfg_register_secrets(const struct dtq_config *cfg);

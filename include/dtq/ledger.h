@@ -144,6 +144,10 @@ int ledger_result_error(const PGresult *res, const PGconn *conn, char *err);
  * or NULL with err filled when the schema name cannot be quoted. */
 char *ledger_search_path_sql(PGconn *conn, const char *schema, char *err);
 
+/* Seconds a blocking connect may take when neither the DSN's connect_timeout
+ * nor PGCONNECT_TIMEOUT says otherwise. */
+#define LEDGER_CONNECT_TIMEOUT_S "10"
+
 /* Blocking handle: a connection whose search_path is the ledger schema. */
 struct ledger {
 	PGconn *conn;  /* owned */

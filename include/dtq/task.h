@@ -190,6 +190,9 @@ struct task_spec {
 	const char *execute_step_args;  /* EXECUTE_STEP */
 	const char *execute_run_args;   /* EXECUTE_RUN */
 	const char *const *argv;        /* EXEC, NULL-terminated */
+	/* Or the whole kwargs object as JSON text (e.g. from the executor-shim's
+	 * submit); used instead of the three fields above when set. */
+	const char *kwargs_json;
 
 	/* If the body would exceed max_body, move args and kwargs into
 	 * task_built.payload (for the ledger) and mark the message payload_ref. */

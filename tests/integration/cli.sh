@@ -43,6 +43,11 @@ check "secrets are masked in dtq config" bash -c "
 check "an unknown argument exits 2" expect_exit 2 "$dtq" config --bogus
 check "docs/configuration.md is generated from the table (run make docs)" \
 	bash -c "$dtq config --markdown | diff -u docs/configuration.md -"
+check "deploy/dtq.conf.example is generated from the table (run make docs)" \
+	bash -c "$dtq config --example | diff -u deploy/dtq.conf.example -"
+check "the example file loads as it is, and uncommented gives the defaults" bash -c "
+	sed 's/^#\\([a-z_]* = \\)/\\1/' deploy/dtq.conf.example >$tmp/ex.conf &&
+	$dtq config --config $tmp/ex.conf | grep -q '^lease *= 1m' "
 check "dtq --version names the linked libraries" bash -c "
 	$dtq --version >$tmp/v && grep -q '^libcurl ' $tmp/v && grep -q '^libpq ' $tmp/v &&
 	grep -q '^mbedtls ' $tmp/v && grep -q '^libev ' $tmp/v && grep -q '^cJSON ' $tmp/v"

@@ -508,7 +508,7 @@ test_refuse_malformed(void **state)
 	static const char *const bodies[] = {
 		"", " ", "{", "}", "{\"task_id\":", "{\"a\":1} x", "{\"a\":1}{}", "{'a':1}",
 		"{\"a\":tru}", "{\"a\":\"\\u0000\"}", "{\"a\":\"\\ud800\"}", "{\"a\":\"x\ty\"}",
-		"{\"a\":1,}", "\x01{}", "{\"a\":nan}", "{\"a\":\"\xc3\"}", "{\"a\":\"\xed\xa0\x80\"}",
+		"{\"a\":1,}", "\x01{}", "{\"a\":nan}", "{\"a\":[1e400]}", "{\"a\":-1e999}", "{\"a\":\"\xc3\"}", "{\"a\":\"\xed\xa0\x80\"}",
 		"{\"a\":\"\xf4\x90\x80\x80\"}", "{\"a\":\"\xc0\xaf\"}", "{\"a\":\"\xff\"}",
 		"{\"a\":1,\"a\":2}", "\xef\xbb\xbf{}",
 	};
@@ -865,6 +865,38 @@ test_build_kinds(void **state)
 	task_built_cleanup(&b);
 }
 
+/* kwargs as JSON text, as the executor-shim's submit passes them on. */
+static void
+test_build_kwargs_json(void **state)
+{
+	static const struct task_label_spec lab[] = {{"attempt", "0", TASK_LT_STR}};
+	struct task_spec s = {.kind = TASK_KIND_EXECUTE_STEP, .key = "R/S/0", .labels = lab,
+			      .nlabels = 1,
+			      .kwargs_json = "{\"execute_step_args\": \"eJwrSS0uAQAEXQHB\", \"x\": [1]}"};
+	struct task_built b;
+	struct task_msg m;
+	char err[DTQ_ERRLEN];
+
+	(void)state;
+	assert_int_equal(task_build(&s, TASK_SQS_MAX_BODY, &b, err), 0);
+	assert_non_null(strstr(b.body, "\"kwargs\":{\"execute_step_args\":\"eJwrSS0uAQAEXQHB\","
+				       "\"x\":[1]}"));
+	assert_int_equal(task_parse(b.body, b.len, &m, NULL, 0), 0);
+	assert_string_equal(m.execute_step_args, "eJwrSS0uAQAEXQHB");
+	assert_string_equal(task_label_find(&m, "attempt")->text, "0");
+	task_msg_cleanup(&m);
+	task_built_cleanup(&b);
+	s.kwargs_json = "[1]";
+	assert_int_equal(task_build(&s, TASK_SQS_MAX_BODY, &b, err), -DTQ_EINVAL);
+	assert_non_null(strstr(err, "not_object"));
+	s.kwargs_json = "{\"a\":";
+	assert_int_equal(task_build(&s, TASK_SQS_MAX_BODY, &b, err), -DTQ_EINVAL);
+	assert_non_null(strstr(err, "malformed_json"));
+	s.kwargs_json = "{}";
+	assert_int_equal(task_build(&s, TASK_SQS_MAX_BODY, &b, err), -DTQ_EINVAL);
+	assert_non_null(strstr(err, "bad_payload"));
+}
+
 static void
 test_build_refusals(void **state)
 {
@@ -940,6 +972,8 @@ test_build_size_limit_and_payload_ref(void **state)
 	assert_int_equal(task_build(&s, TASK_SQS_MAX_BODY, &b, err), 0);
 	s.task_id = b.task_id;
 	assert_int_equal(task_build(&s, b.len, &b2, err), 0);
+	assert_int_equal(b2.len, b.len);
+	task_built_cleanup(&b2);
 	assert_int_equal(task_build(&s, b.len - 1, &b2, err), -DTQ_EINVAL);
 	task_built_cleanup(&b);
 	s.task_id = NULL;
@@ -984,7 +1018,7 @@ test_build_size_limit_and_payload_ref(void **state)
 	/* too big even without the payload */
 	{
 		static struct task_label_spec many[40];
-		char names[40][8];
+		char names[40][16];
 
 		for (int i = 0; i < 40; i++) {
 			snprintf(names[i], sizeof(names[i]), "l%d", i);
@@ -1132,7 +1166,8 @@ test_sign_missing(void **state)
 static void
 test_sign_third_party(void **state)
 {
-	static const char *const names[] = {"signed_python.json", "signed_python_step.json"};
+	static const char *const names[] = {"signed_python.json", "signed_python_step.json",
+					    "signed_python_appendix_b.json"};
 	struct task_msg m;
 	size_t len, i;
 	char *body;
@@ -1141,9 +1176,14 @@ test_sign_third_party(void **state)
 	for (i = 0; i < ARRAY_SIZE(names); i++) {
 		body = fixture(names[i], &len);
 		assert_int_equal(task_verify_body(body, len, KEY, KEY_LEN), TASK_SIG_OK);
-		assert_int_equal(task_parse(body, len, &m, NULL, 0), 0);
-		assert_int_equal(task_verify(&m, KEY, KEY_LEN), TASK_SIG_OK);
-		task_msg_cleanup(&m);
+		body[len - 3] ^= 1; /* inside kwargs */
+		assert_int_equal(task_verify_body(body, len, KEY, KEY_LEN), TASK_SIG_BAD);
+		body[len - 3] ^= 1;
+		if (i < 2) { /* appendix_b is app.tasks:add, unknown to dtq */
+			assert_int_equal(task_parse(body, len, &m, NULL, 0), 0);
+			assert_int_equal(task_verify(&m, KEY, KEY_LEN), TASK_SIG_OK);
+			task_msg_cleanup(&m);
+		}
 		free(body);
 	}
 }
@@ -1410,6 +1450,7 @@ main(void)
 		cmocka_unit_test(test_key_derivation),
 		cmocka_unit_test(test_build_roundtrip),
 		cmocka_unit_test(test_build_kinds),
+		cmocka_unit_test(test_build_kwargs_json),
 		cmocka_unit_test(test_build_refusals),
 		cmocka_unit_test(test_build_size_limit_and_payload_ref),
 		cmocka_unit_test(test_attach_payload_refusals),

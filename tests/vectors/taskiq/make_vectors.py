@@ -191,6 +191,8 @@ def main():
         write("signed_python.json", sign_like_a_third_party(f.read()))
     with open(os.path.join(HERE, "execute_step.json"), "rb") as f:
         write("signed_python_step.json", sign_like_a_third_party(f.read()))
+    with open(os.path.join(HERE, "appendix_b.json"), "rb") as f:  # integers in args/kwargs
+        write("signed_python_appendix_b.json", sign_like_a_third_party(f.read()))
     write("VERSIONS", f"taskiq {version('taskiq')}\npydantic {version('pydantic')}\n"
                       f"python {sys.version.split()[0]}\n")
 
