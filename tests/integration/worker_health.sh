@@ -19,6 +19,7 @@ ready_is() { [[ "$(readyz)" == $1 ]]; }
 
 check "ready: 200 with slots" ready_is 'ready: 0/3 slots busy 200'
 check "POST is refused with 405" test "$(curl -s -o /dev/null -w '%{http_code}' -X POST "$url/readyz")" = 405
+check "dtq health: healthy worker exits 0" "$DTQ_BIN" health --url "$url/readyz" --quiet
 check "unknown path is 404" test "$(curl -s -o /dev/null -w '%{http_code}' "$url/nope")" = 404
 
 # a client that sends half a request and stalls must not hold the loop
@@ -32,6 +33,7 @@ exec 7>&-
 harness_stop_pg
 check "ledger down: 503 ledger unreachable" wl_wait ready_is 'ledger unreachable for *503'
 check "ledger down: /healthz still answers" curl -fsS -m 2 "$url/healthz"
+check "ledger down: dtq health exits 1" bash -c "! '$DTQ_BIN' health --url '$url/readyz' --quiet 2>/dev/null"
 harness_start_pg
 check "ledger back: ready again" wl_wait ready_is 'ready: * 200'
 wl_py send after-pg -- /bin/true >/dev/null
