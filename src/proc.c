@@ -776,13 +776,23 @@ entry_matches(const char *e, size_t n, void *arg)
 	return nr->len == n && memcmp(nr->name, e, n) == 0;
 }
 
+static bool
+entry_names_exactly(const char *e, size_t n, void *arg)
+{
+	const struct name_ref *nr = arg;
+
+	return e[n - 1] != '*' && nr->len == n && memcmp(nr->name, e, n) == 0;
+}
+
 bool
 proc_env_allowed(const char *allow_list, const char *name, size_t namelen)
 {
 	struct name_ref nr = {name, namelen};
 
+	/* the worker's own settings and secrets: only when named one by one
+	 * (a run-level task needs the executor-shim's queue_url, ledger_dsn) */
 	if (namelen >= 4 && memcmp(name, "DTQ_", 4) == 0)
-		return false;
+		return each_allow_entry(allow_list, entry_names_exactly, &nr);
 	return each_allow_entry(allow_list, entry_matches, &nr);
 }
 

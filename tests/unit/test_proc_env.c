@@ -52,9 +52,13 @@ test_worker_settings_never_pass(void **state)
 {
 	(void)state;
 	assert_false(allowed("DTQ_*", "DTQ_SIGNING_KEY"));
-	assert_false(allowed("DTQ_LEDGER_DSN", "DTQ_LEDGER_DSN"));
+	assert_false(allowed("DTQ_LEDGER_*", "DTQ_LEDGER_DSN"));
 	assert_false(allowed("D*", "DTQ_AWS_SECRET_ACCESS_KEY"));
 	assert_true(allowed("D*", "DAGSTER_HOME"));
+	/* named one by one, a worker setting passes (a run-level task needs
+	 * the executor-shim's queue_url and ledger_dsn) */
+	assert_true(allowed("PATH,DTQ_LEDGER_DSN", "DTQ_LEDGER_DSN"));
+	assert_false(allowed("PATH,DTQ_LEDGER_DSN", "DTQ_LEDGER_DSNX"));
 }
 
 static void
