@@ -255,36 +255,51 @@ static bool
 is_token_char(char ch)
 {
 	return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-	       strchr("!#$%&'*+-.^_`|~", ch) != NULL;
+	       (ch && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
 }
 
-/* Splits "METHOD SP TARGET SP VERSION" in place. Returns the HTTP status
- * to answer with when it is not a well-formed HTTP/1.x request line, or 0. */
-static int
-parse_request_line(char *line, char **method, char **target)
+static bool
+is_digit(char ch)
 {
-	char *sp1 = strchr(line, ' '), *sp2, *version;
+	return ch >= '0' && ch <= '9';
+}
+
+/* Splits "METHOD SP TARGET SP HTTP/d.d" (RFC 9112) in place; line[0..len)
+ * may hold any byte, NUL included. Returns the HTTP status to answer with
+ * when it is not a well-formed HTTP/1.x request line, or 0. */
+static int
+parse_request_line(char *line, size_t len, char **method, char **target)
+{
+	char *sp1 = memchr(line, ' ', len), *sp2, *version;
+	size_t vlen;
 
 	if (!sp1 || sp1 == line)
 		return 400;
-	*sp1 = '\0';
-	sp2 = strchr(sp1 + 1, ' ');
+	sp2 = memchr(sp1 + 1, ' ', len - (size_t)(sp1 + 1 - line));
 	if (!sp2)
 		return 400;
-	*sp2 = '\0';
-	*method = line;
-	*target = sp1 + 1;
-	version = sp2 + 1;
-	for (const char *m = *method; *m; m++) {
+	for (const char *m = line; m < sp1; m++) {
 		if (!is_token_char(*m))
 			return 400;
 	}
-	if (**target != '/' || strchr(*target, ' '))
+	/* origin form, and no control character (nor NUL) in it */
+	if (sp1[1] != '/')
 		return 400;
-	if (strncmp(version, "HTTP/", 5) != 0)
+	for (const char *t = sp1 + 1; t < sp2; t++) {
+		if ((unsigned char)*t < 0x20 || *t == 0x7f)
+			return 400;
+	}
+	version = sp2 + 1;
+	vlen = len - (size_t)(version - line);
+	if (vlen != 8 || memcmp(version, "HTTP/", 5) != 0 || !is_digit(version[5]) ||
+	    version[6] != '.' || !is_digit(version[7]))
 		return 400;
-	if (strcmp(version, "HTTP/1.1") != 0 && strcmp(version, "HTTP/1.0") != 0)
+	if (memcmp(version, "HTTP/1.1", 8) != 0 && memcmp(version, "HTTP/1.0", 8) != 0)
 		return 505;
+	*sp1 = '\0';
+	*sp2 = '\0';
+	*method = line;
+	*target = sp1 + 1;
 	return 0;
 }
 
@@ -307,6 +322,7 @@ httpd_parse_request(char *buf, size_t len, size_t scanned, size_t max_request,
 	/* look again just before the new bytes: a terminator may span reads */
 	size_t from = scanned >= 3 ? scanned - 3 : 0;
 	char *end, *eol, *method = NULL, *target = NULL, *query;
+	size_t line_len;
 	int status;
 
 	if (from > len)
@@ -315,14 +331,12 @@ httpd_parse_request(char *buf, size_t len, size_t scanned, size_t max_request,
 	end = find_head_end(buf + from, len - from);
 	if (!end)
 		return len >= max_request ? 431 : HTTPD_PARSE_MORE;
-	*end = '\0';
-	eol = strchr(buf, '\n');
-	if (eol) {
-		*eol = '\0';
-		if (eol > buf && eol[-1] == '\r')
-			eol[-1] = '\0';
-	}
-	status = parse_request_line(buf, &method, &target);
+	/* the request line ends at the first LF (the end of the head has one) */
+	eol = memchr(buf, '\n', len);
+	line_len = (size_t)(eol - buf);
+	if (line_len && buf[line_len - 1] == '\r')
+		line_len--;
+	status = parse_request_line(buf, line_len, &method, &target);
 	if (status)
 		return status;
 	query = strchr(target, '?');
