@@ -18,6 +18,13 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* The input under test, set by tests/fuzz/mutate.h so that a broken
+ * property shows it (libFuzzer saves it as a crash file instead). */
+static const void *fuzz_current;
+static size_t fuzz_current_len;
+
+static inline void fuzz_dump(const char *what, const void *data, size_t size);
+
 /* A broken property aborts: libFuzzer saves the input as a crash, cmocka
  * reports the test program as failed. */
 #define FUZZ_CHECK(cond)                                                                   \
@@ -25,6 +32,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 		if (!(cond)) {                                                             \
 			fprintf(stderr, "%s:%d: property failed: %s\n", __FILE__, __LINE__, \
 				#cond);                                                    \
+			if (fuzz_current)                                                  \
+				fuzz_dump("input", fuzz_current, fuzz_current_len);        \
 			abort();                                                           \
 		}                                                                          \
 	} while (0)

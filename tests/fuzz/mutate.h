@@ -191,7 +191,10 @@ fuzz_run_seeds(void)
 		char *copy = malloc(fuzz_seeds[i].len ? fuzz_seeds[i].len : 1);
 
 		memcpy(copy, fuzz_seeds[i].data, fuzz_seeds[i].len);
+		fuzz_current = copy;
+		fuzz_current_len = fuzz_seeds[i].len;
 		LLVMFuzzerTestOneInput((const uint8_t *)copy, fuzz_seeds[i].len);
+		fuzz_current = NULL;
 		free(copy);
 	}
 }
@@ -219,7 +222,10 @@ fuzz_run_mutations(unsigned long iterations, const char *const *tokens, size_t n
 			char *copy = malloc(len ? len : 1);
 
 			memcpy(copy, buf, len);
+			fuzz_current = copy;
+			fuzz_current_len = len;
 			LLVMFuzzerTestOneInput((const uint8_t *)copy, len);
+			fuzz_current = NULL;
 			free(copy);
 		}
 	}
