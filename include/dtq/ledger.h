@@ -55,6 +55,11 @@
 /* Longest idempotency key, in bytes (a btree index entry must fit a page). */
 #define LEDGER_KEY_MAX 2048
 
+/* The ledger's rule for a key (1..LEDGER_KEY_MAX bytes of UTF-8), which
+ * every operation applies before it sends anything: 0 or -DTQ_EINVAL with
+ * err filled. Pure, so that a caller can refuse a key before connecting. */
+int ledger_check_key(const char *key, char *err);
+
 enum ledger_state {
 	LEDGER_STATE_QUEUED,
 	LEDGER_STATE_RUNNING,

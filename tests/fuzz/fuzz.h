@@ -138,4 +138,39 @@ fuzz_no_controls(const char *s)
 	return true;
 }
 
+/* RFC 3629 UTF-8 (no overlong forms, no surrogates, at most U+10FFFF), a
+ * reference written apart from the modules' own checks. */
+static inline bool
+fuzz_utf8_valid(const char *str)
+{
+	const unsigned char *s = (const unsigned char *)str;
+
+	while (*s) {
+		unsigned cp, need, i;
+
+		if (*s < 0x80) {
+			s++;
+			continue;
+		}
+		if ((*s & 0xe0) == 0xc0)
+			need = 1, cp = *s & 0x1fu;
+		else if ((*s & 0xf0) == 0xe0)
+			need = 2, cp = *s & 0x0fu;
+		else if ((*s & 0xf8) == 0xf0)
+			need = 3, cp = *s & 0x07u;
+		else
+			return false;
+		for (i = 1; i <= need; i++) {
+			if ((s[i] & 0xc0) != 0x80)
+				return false;
+			cp = cp << 6 | (s[i] & 0x3fu);
+		}
+		if (cp < (need == 1 ? 0x80u : need == 2 ? 0x800u : 0x10000u) || cp > 0x10ffff ||
+		    (cp >= 0xd800 && cp <= 0xdfff))
+			return false;
+		s += need + 1;
+	}
+	return true;
+}
+
 #endif /* DTQ_TESTS_FUZZ_H */
