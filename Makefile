@@ -42,7 +42,7 @@ BENCH_BIN   := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 
 APPLET_NAMES = $(shell awk -F'"' '/^APPLET/ {print $$2}' src/applets.def)
 
-.PHONY: all test unit asan fuzz fuzz-build install uninstall static deps docs check-docs lint clean help \
+.PHONY: all test unit asan fuzz fuzz-build fuzz-coverage install uninstall static deps docs check-docs lint clean help \
         bench demo demo-down
 
 all: $(BUILD)/dtq $(BUILD)/links
@@ -126,6 +126,11 @@ fuzz: fuzz-build
 			-print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/artifacts/fuzz_$$t- \
 			$(FUZZ_BUILD)/corpus/$$t tests/fuzz/corpus/$$t; \
 	done
+
+## fuzz-coverage: line coverage of each fuzzed module reached by the corpora (after make fuzz)
+fuzz-coverage:
+	FUZZ_CC=$(FUZZ_CC) FUZZ_CPPFLAGS="-Iinclude -D_GNU_SOURCE $(PKG_CFLAGS)" \
+		FUZZ_LIBS="$(LIBS)" tests/fuzz/coverage.sh $(FUZZ_TARGETS)
 
 ## install: dtq and its applet symlinks into $(PREFIX)/bin
 install: all
