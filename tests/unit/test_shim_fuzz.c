@@ -12,7 +12,7 @@
 #include "../fuzz/mutate.h"
 
 /* Each request that passes the checks costs a failed libpq connect. */
-#define ITERATIONS 30000
+#define ITERATIONS 60000
 
 static const char *const tokens[] = {
 	"{", "}", "[", "]", "\"", ",", ":", "null", "true", "1e400", "-0", "0.5", "1001", "\\u0000",
