@@ -136,7 +136,8 @@ const struct cfg_key cfg_table[] = {
 	{"env_allow", CFG_STRING, OFF(env_allow), "PATH,HOME,LANG,LC_ALL,TZ,PYTHONPATH,DAGSTER_HOME,DAGSTER_PG_*",
 	 0, 0, NULL, CFG_G_WORKER, {"DTQ_ENV_ALLOW"},
 	 "Comma-separated names (a trailing * matches a prefix) of the worker's environment "
-	 "variables that task processes inherit. Nothing else is passed."},
+	 "variables that task processes inherit. Nothing else is passed. The worker's own DTQ_* "
+	 "settings pass only when named one by one, never through a pattern."},
 	{"signing_key", CFG_SECRET, OFF(signing_key), "", 0, 0, NULL, CFG_G_WORKER | CFG_G_QUEUE,
 	 {"DTQ_SIGNING_KEY"},
 	 "HMAC-SHA256 key that signs task messages (label dtq_sig). Never printed or logged."},
