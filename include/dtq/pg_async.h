@@ -2,8 +2,10 @@
  *
  * A pool keeps N libpq connections to one server and runs statements on them
  * without ever blocking the loop: connects go through PQconnectStartParams /
- * PQconnectPoll, statements through PQsendQueryParams (or PQsendQuery for
- * multi-statement text), output through PQflush in non-blocking mode, input
+ * PQconnectPoll, statements through PQsendQueryParams (PQsendPrepare once per
+ * connection and then PQsendQueryPrepared with pg_async_exec_prepared;
+ * PQsendQuery for multi-statement text), output through PQflush in
+ * non-blocking mode, input
  * through PQconsumeInput / PQisBusy / PQgetResult. PQsocket() is read again
  * every time a watcher is armed, because libpq may change the socket while
  * connecting.
