@@ -41,6 +41,7 @@ ledger_async_opts_from_config(const struct dtq_config *cfg, struct pg_async_opts
 	pg_async_opts_init(o);
 	o->conninfo = cfg->ledger_dsn;
 	o->pool_size = (int)cfg->ledger_pool_size;
+	o->pipeline_depth = (int)cfg->ledger_pipeline_depth;
 	o->statement_timeout_ms = cfg->ledger_timeout;
 	o->connect_timeout_ms = cfg->ledger_connect_timeout;
 }

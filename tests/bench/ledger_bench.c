@@ -109,7 +109,7 @@ server_cpu_now(void)
 	if (!d)
 		return -1;
 	while ((e = readdir(d))) {
-		int pid = atoi(e->d_name);
+		int pid = (int)strtol(e->d_name, NULL, 10);
 
 		if (pid > 0 && proc_cpu(pid, false, &cpu, &ppid) == 0 && ppid == server_pid)
 			total += cpu;
