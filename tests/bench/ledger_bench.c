@@ -729,8 +729,8 @@ parse_opts(int argc, char **argv, struct opts *o)
 	int ch;
 
 	o->schema = "dtq_bench";
-	o->keys = 4000;
-	o->naive_keys = 2000;
+	o->keys = 20000;
+	o->naive_keys = 5000;
 	o->seconds = 5;
 	o->raw_seconds = 2;
 	o->concurrency = 64;
