@@ -150,6 +150,16 @@ lint:
 	@! grep -nE '\b(sprintf|strcpy|strcat|strncpy|strtok|atoi|atol|gets|localtime|gmtime)\(' \
 		src/*.c applets/*.c include/dtq/*.h || (echo "banned function used" && false)
 
+DTQ_VENV ?= $(CURDIR)/.venv
+## demo: install what is needed, start the local stack (compose/local/up.sh) and run the 20-op demo job
+demo: deps all
+	DTQ_VENV=$(DTQ_VENV) compose/local/up.sh
+	$(DTQ_VENV)/bin/python python/examples/run_demo.py
+
+## demo-down: stop the local stack (compose/local/down.sh --purge also deletes .demo/)
+demo-down:
+	DTQ_VENV=$(DTQ_VENV) compose/local/down.sh
+
 clean:
 	rm -rf $(BUILD) build
 

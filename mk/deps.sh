@@ -49,11 +49,12 @@ install_packages() {
 	DEBIAN_FRONTEND=noninteractive "${cmd[@]}"
 }
 
-# The venv is rebuilt only when mk/requirements.txt changes (its hash is kept
-# in the venv), so a second `make deps` costs a second.
+# The venv is rebuilt only when mk/requirements.txt or the plugin's
+# pyproject.toml change (their hash is kept in the venv), so a second
+# `make deps` costs a second. The plugin is installed editable.
 install_venv() {
 	local want have=""
-	want=$(sha256sum "$top/mk/requirements.txt" | cut -d' ' -f1)
+	want=$(cat "$top/mk/requirements.txt" "$top/python/pyproject.toml" 2>/dev/null | sha256sum | cut -d' ' -f1)
 	[ -f "$venv/.dtq-requirements" ] && have=$(cat "$venv/.dtq-requirements")
 	if [ "$want" = "$have" ] && [ -x "$venv/bin/moto_server" ]; then
 		say "virtualenv $venv: up to date"

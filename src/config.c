@@ -142,7 +142,8 @@ const struct cfg_key cfg_table[] = {
 	{"env_allow", CFG_STRING, OFF(env_allow), "PATH,HOME,LANG,LC_ALL,TZ,PYTHONPATH,DAGSTER_HOME,DAGSTER_PG_*",
 	 0, 0, NULL, CFG_G_WORKER, {"DTQ_ENV_ALLOW"},
 	 "Comma-separated names (a trailing * matches a prefix) of the worker's environment "
-	 "variables that task processes inherit. Nothing else is passed."},
+	 "variables that task processes inherit. Nothing else is passed. The worker's own DTQ_* "
+	 "settings pass only when named one by one, never through a pattern."},
 	{"signing_key", CFG_SECRET, OFF(signing_key), "", 0, 0, NULL, CFG_G_WORKER | CFG_G_QUEUE,
 	 {"DTQ_SIGNING_KEY"},
 	 "HMAC-SHA256 key that signs task messages (label dtq_sig). Never printed or logged."},
@@ -152,6 +153,10 @@ const struct cfg_key cfg_table[] = {
 	{"require_signature", CFG_BOOL, OFF(require_signature), "false", 0, 0, NULL, CFG_G_WORKER,
 	 {"DTQ_REQUIRE_SIGNATURE"},
 	 "Dead-letter unsigned messages. With a signing key set, bad signatures are always refused."},
+	{"kill_grace", CFG_DURATION, OFF(kill_grace), "10s", 0, 10 * MIN, NULL, CFG_G_WORKER,
+	 {"DTQ_KILL_GRACE"},
+	 "Time a task's process group gets between SIGTERM and SIGKILL when the worker stops it "
+	 "(lease lost, cancelled, timed out, shutdown)."},
 
 	{"health_addr", CFG_STRING, OFF(health_addr), "127.0.0.1:8080", 0, 0, NULL, CFG_G_HEALTH,
 	 {"DTQ_HEALTH_ADDR"},

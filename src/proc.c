@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -365,6 +366,7 @@ enum spawn_stage {
 	STAGE_DUP,
 	STAGE_CHDIR,
 	STAGE_EXEC,
+	STAGE_GUARD,
 };
 
 static const char *
@@ -375,6 +377,7 @@ stage_name(int stage)
 	case STAGE_DUP: return "dup2";
 	case STAGE_CHDIR: return "chdir";
 	case STAGE_EXEC: return "execve";
+	case STAGE_GUARD: return "fork (guard)";
 	}
 	return "?";
 }
@@ -453,10 +456,68 @@ child_fail(int report_fd, int stage)
 	_exit(127);
 }
 
+/* The guard: the process group's leader, parent of the task's program. It
+ * waits for the program and exits as it did; if the worker dies first
+ * (PR_SET_PDEATHSIG, or getppid() changed before prctl ran), it SIGKILLs the
+ * whole group, so that no descendant of a crashed worker's task outlives the
+ * lease that guarded it. Signals stay blocked: it takes them with
+ * sigwaitinfo(); a SIGTERM sent to the group is for the program, not for it.
+ * Async-signal-safe calls only. */
+static NORETURN void
+guard_run(pid_t prog, pid_t worker)
+{
+	sigset_t set;
+	siginfo_t si;
+	int status;
+	pid_t r;
+
+	child_close_from(0);
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGUSR2);
+	if (prctl(PR_SET_PDEATHSIG, SIGUSR2) < 0 || getppid() != worker)
+		goto out_kill_group;
+	for (;;) {
+		if (sigwaitinfo(&set, &si) < 0 && errno != EINTR)
+			goto out_kill_group;
+		if (getppid() != worker)
+			goto out_kill_group;
+		r = waitpid(prog, &status, WNOHANG);
+		if (r == prog)
+			break;
+		if (r < 0 && errno != EINTR)
+			_exit(127);
+	}
+	if (WIFEXITED(status))
+		_exit(WEXITSTATUS(status));
+	/* die of the same signal, so the worker sees what the program saw */
+	signal(WTERMSIG(status), SIG_DFL);
+	sigemptyset(&set);
+	sigaddset(&set, WTERMSIG(status));
+	sigprocmask(SIG_UNBLOCK, &set, NULL);
+	kill(getpid(), WTERMSIG(status));
+	_exit(128 + WTERMSIG(status));
+out_kill_group:
+	kill(0, SIGKILL);
+	_exit(137);
+}
+
+/* In the new session's leader: the guard stays, the child goes on to exec. */
+static void
+child_fork_guard(int report_fd, pid_t worker)
+{
+	pid_t prog = fork();
+
+	if (prog < 0)
+		child_fail(report_fd, STAGE_GUARD);
+	if (prog > 0)
+		guard_run(prog, worker);
+}
+
 /* Runs in the forked child: only async-signal-safe calls from here on. */
 static NORETURN void
 child_exec(const char *path, char *const *argv, char *const *envp, const char *cwd, int devnull,
-	   int out_w, int err_w, int report_fd)
+	   int out_w, int err_w, int report_fd, pid_t die_with)
 {
 	struct sigaction sa;
 	sigset_t none;
@@ -472,6 +533,8 @@ child_exec(const char *path, char *const *argv, char *const *envp, const char *c
 	sigemptyset(&none);
 	if (setsid() < 0)
 		child_fail(report_fd, STAGE_SETSID);
+	if (die_with > 0)
+		child_fork_guard(report_fd, die_with);
 
 	if ((report_fd = child_lift_fd(report_fd)) < 0)
 		_exit(127);
@@ -565,7 +628,7 @@ proc_spawn(struct ev_loop *loop, const struct proc_opts *o, struct proc **out, c
 	sigset_t all, old;
 	struct proc *p;
 	char *path;
-	pid_t pid;
+	pid_t pid, parent = o->die_with_parent ? getpid() : 0;
 	int rc;
 
 	*out = NULL;
@@ -598,7 +661,7 @@ proc_spawn(struct ev_loop *loop, const struct proc_opts *o, struct proc **out, c
 	pid = fork();
 	if (pid == 0)
 		child_exec(path, (char *const *)o->argv, (char *const *)envp, o->cwd, devnull,
-			   out_p[1], err_p[1], rep_p[1]);
+			   out_p[1], err_p[1], rep_p[1], parent);
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	if (pid < 0) {
 		rc = dtq_fail(err, DTQ_EIO, "fork: %s", strerror(errno));
@@ -713,13 +776,25 @@ entry_matches(const char *e, size_t n, void *arg)
 	return nr->len == n && memcmp(nr->name, e, n) == 0;
 }
 
+static bool
+entry_names_exactly(const char *e, size_t n, void *arg)
+{
+	const struct name_ref *nr = arg;
+
+	return e[n - 1] != '*' && nr->len == n && memcmp(nr->name, e, n) == 0;
+}
+
+/* The worker's own DTQ_* settings (signing key, ledger DSN) pass only when
+ * the allow-list names them one by one: a pattern such as DTQ_* never
+ * matches them. Run workers (dagster.execute_run) need a few of them to
+ * submit their steps. */
 bool
 proc_env_allowed(const char *allow_list, const char *name, size_t namelen)
 {
 	struct name_ref nr = {name, namelen};
 
 	if (namelen >= 4 && memcmp(name, "DTQ_", 4) == 0)
-		return false;
+		return each_allow_entry(allow_list, entry_names_exactly, &nr);
 	return each_allow_entry(allow_list, entry_matches, &nr);
 }
 

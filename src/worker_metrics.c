@@ -17,7 +17,8 @@ const char *const worker_dead_letter_reasons[] = {
 };
 
 const char *const worker_sqs_actions[] = {
-	"ReceiveMessage", "DeleteMessage", "ChangeMessageVisibility", "SendMessage", NULL,
+	"ReceiveMessage", "DeleteMessage", "DeleteMessageBatch", "ChangeMessageVisibility",
+	"SendMessage", NULL,
 };
 
 const char *const worker_ledger_ops[] = {

@@ -104,6 +104,7 @@ struct dtq_config {
 	char *signing_key;
 	char *signing_key_file;
 	bool require_signature;
+	int64_t kill_grace;
 
 	char *health_addr;
 

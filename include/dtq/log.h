@@ -69,6 +69,7 @@ const char *log_level_name(enum log_level lvl);
 #define log_error(...) log_at(LOG_LVL_ERROR, NULL, __VA_ARGS__)
 #define tlog_debug(t, ...) log_at(LOG_LVL_DEBUG, (t), __VA_ARGS__)
 #define tlog_info(t, ...) log_at(LOG_LVL_INFO, (t), __VA_ARGS__)
+#define tlog_notice(t, ...) log_at(LOG_LVL_NOTICE, (t), __VA_ARGS__)
 #define tlog_warn(t, ...) log_at(LOG_LVL_WARN, (t), __VA_ARGS__)
 #define tlog_error(t, ...) log_at(LOG_LVL_ERROR, (t), __VA_ARGS__)
 

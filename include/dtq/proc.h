@@ -135,6 +135,12 @@ struct proc_opts {
 	proc_line_fn *on_line;  /* may be NULL: output is read and dropped */
 	proc_exit_fn *on_exit;  /* required */
 	void *arg;              /* passed to both callbacks */
+	/* SIGKILL the child's whole process group when the worker dies, so
+	 * that a crashed worker's task cannot outlive the lease that guarded
+	 * it. The group's leader is then a small guard process (the pid
+	 * reported) that waits for the program and exits as it did; it uses
+	 * PR_SET_PDEATHSIG. Descendants that leave the group escape it. */
+	bool die_with_parent;
 };
 
 /* Starts the child; on success *out is an owned proc (proc_free()). loop must
