@@ -100,6 +100,12 @@ const struct cfg_key cfg_table[] = {
 	 NULL, CFG_G_LEDGER, {"DTQ_LEDGER_CONNECT_TIMEOUT"},
 	 "Longest wait for one connection attempt to the ledger; failed attempts are retried with "
 	 "a doubling wait of at most 5s."},
+	{"ledger_pipeline_depth", CFG_INT, OFF(ledger_pipeline_depth), "8", 1, 64, NULL,
+	 CFG_G_LEDGER, {"DTQ_LEDGER_PIPELINE_DEPTH"},
+	 "Ledger statements the worker may have in flight on one connection (libpq pipeline "
+	 "mode), so that a burst is not held to one round trip per statement and connection; 1 "
+	 "sends one at a time. Each is still its own transaction. A statement that times out on "
+	 "the wire fails those pipelined behind it as retryable."},
 
 	{"worker_id", CFG_STRING, OFF(worker_id), "", 0, 0, NULL, CFG_G_WORKER, {"DTQ_WORKER_ID"},
 	 "Name of this worker in the ledger and logs. Empty: <hostname>-<pid>."},

@@ -88,6 +88,7 @@ struct dtq_config {
 	long long ledger_pool_size;
 	int64_t ledger_timeout;
 	int64_t ledger_connect_timeout;
+	long long ledger_pipeline_depth;
 
 	char *worker_id;
 	long long worker_concurrency;
