@@ -20,12 +20,14 @@ from dagster import (
     DagsterEvent,
     Executor,
     Field,
+    Float,
     InitExecutorContext,
     IntSource,
     MetadataValue,
     executor,
     multiple_process_executor_requirements,
 )
+from dagster._core.errors import DagsterInvalidConfigError
 from dagster._core.events import DagsterEventType, EngineEventData
 from dagster._core.execution.context.system import PlanOrchestrationContext
 from dagster._core.execution.plan.plan import ExecutionPlan
@@ -108,6 +110,17 @@ def dtq_executor_config() -> dict[str, Field]:
             description=(
                 "Seconds after a step process exited within which Dagster's terminal step event"
                 " must show; after that the step is reported unhealthy."
+            ),
+        ),
+        "poll_interval": Field(
+            Float,
+            is_required=False,
+            description=(
+                "Seconds the executor waits between two reads of the event log, which is how"
+                " it learns that a step finished and launches the steps that were waiting for"
+                " it. Default: DAGSTER_STEP_DELEGATING_EXECUTOR_SLEEP_SECONDS, else 1. Shorter"
+                " starts dependent steps sooner (by half the interval per level of the graph,"
+                " on average) at the price of more queries: see docs/dagster.md, Performance."
             ),
         ),
         "event_tailer_offset": Field(
@@ -367,6 +380,21 @@ class DtqStepDelegatingExecutor(StepDelegatingExecutor):
             reporter.observe(event)
 
 
+def poll_interval_seconds(config: Mapping[str, Any]) -> float | None:
+    """`poll_interval` as the executor's sleep, None (Dagster's default) when unset."""
+    value = config.get("poll_interval")
+    if value is None:
+        return None
+    seconds = float(value)
+    if not 0 < seconds <= 60:
+        raise DagsterInvalidConfigError(
+            f"dtq executor: poll_interval must be in (0, 60] seconds, not {value!r}",
+            [],
+            value,
+        )
+    return seconds
+
+
 def make_dtq_executor(config: Mapping[str, Any]) -> DtqStepDelegatingExecutor:
     """The executor for a validated executor config (what `dtq_executor` returns)."""
     retries = RetryMode.from_config(config.get("retries") or {"enabled": {}}) or RetryMode.ENABLED
@@ -376,6 +404,7 @@ def make_dtq_executor(config: Mapping[str, Any]) -> DtqStepDelegatingExecutor:
         max_concurrent=config.get("max_concurrent"),
         tag_concurrency_limits=config.get("tag_concurrency_limits"),
         should_verify_step=True,
+        sleep_seconds=poll_interval_seconds(config),
         check_step_health_interval_seconds=int(
             config.get("health_check_interval", DEFAULT_HEALTH_CHECK_INTERVAL)
         ),

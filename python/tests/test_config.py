@@ -84,6 +84,22 @@ def test_env_sourced_values(monkeypatch):
     assert executor.step_handler._step_timeout == 600
 
 
+def test_poll_interval_is_the_executors_sleep(monkeypatch):
+    monkeypatch.delenv("DAGSTER_STEP_DELEGATING_EXECUTOR_SLEEP_SECONDS", raising=False)
+    # Unset: Dagster's own default (1 s), or its environment variable.
+    assert make_dtq_executor(executor_config({}))._sleep_seconds == 1.0
+    monkeypatch.setenv("DAGSTER_STEP_DELEGATING_EXECUTOR_SLEEP_SECONDS", "0.5")
+    assert make_dtq_executor(executor_config({}))._sleep_seconds == 0.5
+    # Set: it wins over the variable, and an integer is taken as seconds too.
+    assert make_dtq_executor(executor_config({"poll_interval": 0.1}))._sleep_seconds == 0.1
+    assert make_dtq_executor(executor_config({"poll_interval": 2}))._sleep_seconds == 2.0
+    for bad in (0, -1.0, 61):
+        with pytest.raises(DagsterInvalidConfigError, match="poll_interval"):
+            make_dtq_executor(executor_config({"poll_interval": bad}))
+    schema = dtq_executor.config_schema.config_type
+    assert not process_config(schema, {"poll_interval": "x"}).success
+
+
 def test_bad_values_are_refused():
     for bad in ({"max_concurrent": "many"}, {"no_such_key": 1}, {"retries": {"maybe": {}}}):
         assert not process_config(dtq_executor.config_schema.config_type, bad).success
