@@ -3,6 +3,7 @@ tests/bench/dagster_bench.sh; not part of `make test`).
 
     dagster_bench.py run [--runs 5] [--warmup 1] [--op-seconds 0.5] [--workers 4]
                          [--max-concurrent 4] [--variants dtq,multiprocess] [--out build/bench]
+    dagster_bench.py report DIR                      (the table again, from DIR's CSVs)
     dagster_bench.py plot STEPS_CSV RUNS_CSV PNG     (needs only matplotlib)
 
 `run` starts the end-to-end stack of python/tests/e2e/dtq_stack.py once: PostgreSQL and
@@ -136,7 +137,10 @@ def start_stack(workers: int, tmp: Path) -> tuple[Any, Any]:
         # Production defaults for what the test stack shortens (6 s leases, 2 s heartbeats,
         # 1 s receive waits): the benchmark measures dtq as deployed.
         stack.env["DTQ_LEASE"] = "60s"
-        stack.env["PYTHONPATH"] = os.pathsep.join([stack.env["PYTHONPATH"], str(BENCH_DIR)])
+        # dagster_bench_site: multiprocess step processes in sessions of their own, as dtq's
+        # (see its sitecustomize.py: the kernel's autogroup scheduling).
+        site = str(BENCH_DIR / "dagster_bench_site")
+        stack.env["PYTHONPATH"] = os.pathsep.join([site, stack.env["PYTHONPATH"], str(BENCH_DIR)])
         os.environ.update(stack.env)
         sys.path.insert(0, str(BENCH_DIR))
         stack.start_workers(
@@ -281,7 +285,7 @@ def event_times(instance: Any, run_id: str) -> tuple[dict[str, dict[str, float]]
         ev = entry.dagster_event
         if ev is None:
             continue
-        kind = ev.event_type_value
+        kind = ev.event_type.name  # RUN_START, not its stored value PIPELINE_START
         if entry.step_key:
             steps.setdefault(entry.step_key, {}).setdefault(kind, entry.timestamp)
         else:
@@ -449,8 +453,19 @@ def fmt(s: tuple[float, float, float] | None) -> str:
     return f"{s[0]:6.2f} {s[1]:6.2f} {s[2]:6.2f}"
 
 
-def report(runs: list[dict], steps: list[dict], variants: list[Variant]) -> str:
-    names = [v.name for v in variants]
+CPU_PARTS = ("orchestrator", "steps", "workers", "shim", "moto", "postgres")
+
+
+def paired_ratios(runs: list[dict], a: str, b: str) -> list[float]:
+    """wall(a) / wall(b) of the runs of one round: the two ran back to back, under about the
+    same load from the rest of the machine."""
+    by_round: dict[Any, dict[str, float]] = {}
+    for r in runs:
+        by_round.setdefault(r["round"], {})[r["variant"]] = r["wall"]
+    return [w[a] / w[b] for w in by_round.values() if a in w and b in w and w[b]]
+
+
+def report(runs: list[dict], steps: list[dict], names: list[str]) -> str:
     lines = []
     width = 44
     header = f"{'seconds (median min max)':<{width}}" + "".join(f"  {n:>20}" for n in names)
@@ -470,6 +485,8 @@ def report(runs: list[dict], steps: list[dict], variants: list[Variant]) -> str:
         lines.append(line)
 
     ok_runs = [r for r in runs if r["status"] == "SUCCESS"]
+    for r in ok_runs:
+        r["cpu_total"] = sum(r.get(f"cpu_{p}") or 0.0 for p in CPU_PARTS)
     row("wall time per run (execute_job)", ok_runs, "wall")
     row("  RUN_START -> RUN_SUCCESS", ok_runs, "run")
     row("  handoff start ok -> first work launch", ok_runs, "fan_out_handoff")
@@ -485,8 +502,13 @@ def report(runs: list[dict], steps: list[dict], variants: list[Variant]) -> str:
     row("step run time (STEP_START -> STEP_SUCCESS)", steps, "op_time")
     row("STEP_SUCCESS -> orchestrator sees it", steps, "detect")
     row("STEP_SUCCESS -> process exit (slot free)", steps, "exit_lag")
-    for part in ("orchestrator", "steps", "workers", "shim", "moto", "postgres"):
+    for part in CPU_PARTS:
         row(f"CPU s per run: {part}", ok_runs, f"cpu_{part}")
+    row("CPU s per run: all of the above", ok_runs, "cpu_total")
+    if ratio_of:
+        pairs = stats(paired_ratios(ok_runs, *ratio_of))
+        if pairs:
+            lines.append(f"wall dtq/mp of the runs of one round (median min max): {fmt(pairs)}")
     bad = [r for r in runs if r["status"] != "SUCCESS"]
     if bad:
         lines.append(f"FAILED runs (excluded): {[(r['variant'], r['run_id']) for r in bad]}")
@@ -539,7 +561,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         services.stop()
     write_csv(out / "dagster_bench_runs.csv", RUN_FIELDS, runs)
     write_csv(out / "dagster_bench_steps.csv", STEP_FIELDS, steps)
-    text = report(runs, steps, variants)
+    text = report(runs, steps, [v.name for v in variants])
     loads = [r["load1_before"] for r in runs]
     summary = (
         f"{args.runs} runs per variant (+{args.warmup} warm-up), 20 ops of {args.op_seconds}s,"
@@ -551,6 +573,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     (out / "dagster_bench.txt").write_text(summary + "\n" + text + "\n")
     print(f"# CSV: {out / 'dagster_bench_runs.csv'}, {out / 'dagster_bench_steps.csv'}")
     return 0 if all(r["status"] == "SUCCESS" for r in runs) else 1
+
+
+def read_csv(path: Path) -> list[dict[str, Any]]:
+    """Rows of a CSV this script wrote, numbers as floats and empty cells as None."""
+
+    def value(k: str, v: str) -> Any:
+        if v == "":
+            return None
+        if k in ("variant", "run_id", "step", "status", "worker"):
+            return v
+        try:
+            return float(v)
+        except ValueError:
+            return v
+
+    with open(path) as f:
+        return [{k: value(k, v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """The table again, from the CSVs of an earlier run."""
+    out = Path(args.dir)
+    runs = read_csv(out / "dagster_bench_runs.csv")
+    steps = read_csv(out / "dagster_bench_steps.csv")
+    print(report(runs, steps, list(dict.fromkeys(r["variant"] for r in runs))))
+    return 0
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
@@ -609,12 +657,14 @@ def main() -> int:
     r.add_argument("--max-concurrent", type=int, default=int(os.environ.get("MAX_CONCURRENT", "4")))
     r.add_argument("--variants", default=os.environ.get("VARIANTS", "dtq,multiprocess"))
     r.add_argument("--out", default=os.environ.get("OUT", str(REPO / "build" / "bench")))
+    rp = sub.add_parser("report", help="print the table again from the CSVs in DIR")
+    rp.add_argument("dir")
     pl = sub.add_parser("plot", help="draw the PNG from the CSVs (matplotlib only)")
     pl.add_argument("steps_csv")
     pl.add_argument("runs_csv")
     pl.add_argument("png")
     args = p.parse_args()
-    return cmd_run(args) if args.cmd == "run" else cmd_plot(args)
+    return {"run": cmd_run, "report": cmd_report, "plot": cmd_plot}[args.cmd](args)
 
 
 if __name__ == "__main__":
