@@ -42,7 +42,7 @@ BENCH_BIN   := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 
 APPLET_NAMES = $(shell awk -F'"' '/^APPLET/ {print $$2}' src/applets.def)
 
-.PHONY: all test unit asan fuzz install uninstall static deps docs check-docs lint clean help \
+.PHONY: all test unit asan fuzz fuzz-build fuzz-coverage install uninstall static deps docs check-docs lint clean help \
         bench demo demo-down
 
 all: $(BUILD)/dtq $(BUILD)/links
@@ -103,24 +103,34 @@ asan:
 		SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" test
 
 ## fuzz: libFuzzer targets tests/fuzz/fuzz_*.c (clang, ASan+UBSan), FUZZ_SECONDS (60) each
+# FUZZ_TARGETS="httpd sqs" picks some; `make fuzz-build` only builds them (docs/fuzzing.md).
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_MAX_LEN ?= 16384
 FUZZ_BUILD   := build/fuzz
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all
-fuzz:
+FUZZ_TARGETS ?= $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+fuzz-build:
 	$(MAKE) BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) OPT="-O1 -g -fno-omit-frame-pointer" \
 		SAN="-fsanitize=fuzzer-no-link $(FUZZ_SAN)" $(FUZZ_BUILD)/libdtq.a
-	@set -e; for src in tests/fuzz/fuzz_*.c; do \
-		name=$$(basename $$src .c); corpus=$${name#fuzz_}; \
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz: building $(FUZZ_BUILD)/fuzz_$$t"; \
 		$(FUZZ_CC) $(CPPFLAGS) -std=c11 -O1 -g -fsanitize=fuzzer $(FUZZ_SAN) \
-			-o $(FUZZ_BUILD)/$$name $$src $(FUZZ_BUILD)/libdtq.a $(LIBS); \
-		mkdir -p $(FUZZ_BUILD)/corpus/$$corpus $(FUZZ_BUILD)/artifacts; \
-		echo "fuzz: $$name for $(FUZZ_SECONDS) s (new inputs: $(FUZZ_BUILD)/corpus/$$corpus)"; \
-		$(FUZZ_BUILD)/$$name -max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN) \
-			-print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/artifacts/ \
-			$(FUZZ_BUILD)/corpus/$$corpus tests/fuzz/corpus/$$corpus; \
+			-o $(FUZZ_BUILD)/fuzz_$$t tests/fuzz/fuzz_$$t.c $(FUZZ_BUILD)/libdtq.a $(LIBS); \
 	done
+fuzz: fuzz-build
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		mkdir -p $(FUZZ_BUILD)/corpus/$$t $(FUZZ_BUILD)/artifacts; \
+		echo "fuzz: fuzz_$$t for $(FUZZ_SECONDS) s (new inputs: $(FUZZ_BUILD)/corpus/$$t)"; \
+		$(FUZZ_BUILD)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN) \
+			-print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/artifacts/fuzz_$$t- \
+			$(FUZZ_BUILD)/corpus/$$t tests/fuzz/corpus/$$t; \
+	done
+
+## fuzz-coverage: line coverage of each fuzzed module reached by the corpora (after make fuzz)
+fuzz-coverage:
+	FUZZ_CC=$(FUZZ_CC) FUZZ_CPPFLAGS="-Iinclude -D_GNU_SOURCE $(PKG_CFLAGS)" \
+		FUZZ_LIBS="$(LIBS)" tests/fuzz/coverage.sh $(FUZZ_TARGETS)
 
 ## install: dtq and its applet symlinks into $(PREFIX)/bin
 install: all
@@ -166,4 +176,4 @@ clean:
 help:
 	@grep -E '^## ' Makefile | sed 's/^## /  make /'
 
--include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD)/obj $(BUILD)/tests -name '*.d' 2>/dev/null)

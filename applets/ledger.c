@@ -45,20 +45,6 @@ static bool json_out;
 
 /* ---- output helpers ---------------------------------------------------------- */
 
-static void
-format_time(int64_t ms, char *buf, size_t len)
-{
-	time_t secs = (time_t)(ms / 1000);
-	struct tm tm;
-
-	if (!ms || !gmtime_r(&secs, &tm)) {
-		snprintf(buf, len, "-");
-		return;
-	}
-	strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf + strlen(buf), len - strlen(buf), ".%03dZ", (int)(ms % 1000));
-}
-
 /* Keys and errors come from outside: in text output, control characters
  * are shown as \xNN so that they cannot move the cursor or forge lines. */
 static void
@@ -93,7 +79,7 @@ json_time(cJSON *obj, const char *name, int64_t ms)
 		cJSON_AddNullToObject(obj, name);
 		return;
 	}
-	format_time(ms, buf, sizeof(buf));
+	dtq_format_time_ms(ms, buf, sizeof(buf));
 	cJSON_AddStringToObject(obj, name, buf);
 }
 
@@ -167,7 +153,7 @@ print_time_field(const char *name, int64_t ms)
 {
 	char buf[40];
 
-	format_time(ms, buf, sizeof(buf));
+	dtq_format_time_ms(ms, buf, sizeof(buf));
 	print_field(name, buf);
 }
 
@@ -185,7 +171,7 @@ print_task(const struct ledger_task *t)
 	print_field("attempts", buf);
 	print_field("owner", t->owner);
 	if (t->lease_until) {
-		format_time(t->lease_until, buf, sizeof(buf));
+		dtq_format_time_ms(t->lease_until, buf, sizeof(buf));
 		if (t->lease_remaining_ms > 0) {
 			cfg_format_duration(t->lease_remaining_ms, dur, sizeof(dur));
 			snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf), " (%s left)", dur);

@@ -34,19 +34,6 @@ const char migrate_usage[] =
 	"connect, a migration failed, the schema is newer than this dtq), 2 bad arguments\n"
 	"or configuration, 3 (--status only) migrations are pending.\n";
 
-static void
-format_time(int64_t ms, char *buf, size_t len)
-{
-	time_t secs = (time_t)(ms / 1000);
-	struct tm tm;
-
-	if (!ms || !gmtime_r(&secs, &tm)) {
-		snprintf(buf, len, "-");
-		return;
-	}
-	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 static int
 print_json(cJSON *obj)
 {
@@ -87,7 +74,7 @@ run_status(struct ledger *l, bool json)
 
 			cJSON_AddNumberToObject(m, "version", applied[i].version);
 			cJSON_AddStringToObject(m, "name", applied[i].name);
-			format_time(applied[i].applied_at, when, sizeof(when));
+			dtq_format_time_ms(applied[i].applied_at, when, sizeof(when));
 			cJSON_AddStringToObject(m, "applied_at", when);
 			cJSON_AddItemToArray(arr, m);
 		}
@@ -107,7 +94,7 @@ run_status(struct ledger *l, bool json)
 		printf("schema:  %s\n", l->schema);
 		printf("version: %d (this dtq: %d)\n", version, LEDGER_SCHEMA_VERSION);
 		for (i = 0; i < n; i++) {
-			format_time(applied[i].applied_at, when, sizeof(when));
+			dtq_format_time_ms(applied[i].applied_at, when, sizeof(when));
 			printf("applied: %d  %s  %s\n", applied[i].version, when, applied[i].name);
 		}
 		for (i = 0; i < ledger_migrations_len; i++)

@@ -119,16 +119,6 @@ usage_error(const char *fmt, ...)
 	return DTQ_EXIT_USAGE;
 }
 
-static void
-format_time(int64_t ms, char *buf, size_t len)
-{
-	time_t t = (time_t)(ms / 1000);
-	struct tm tm;
-
-	if (ms <= 0 || !gmtime_r(&t, &tm) || !strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm))
-		snprintf(buf, len, "-");
-}
-
 static bool
 parse_int(const char *text, long min, long max, long *out)
 {
@@ -646,7 +636,7 @@ print_message(const struct sqs_message *m)
 	char when[32];
 	size_t i;
 
-	format_time(m->sent_ms, when, sizeof(when));
+	dtq_format_time_ms(m->sent_ms, when, sizeof(when));
 	printf("message %s  receives %d  sent %s", m->message_id ? m->message_id : "?",
 	       m->receive_count, when);
 	if (m->group_id)

@@ -149,12 +149,17 @@ aws_errkind_of_code(const char *code, long status)
 	return AWS_ERR_BAD_RESPONSE;
 }
 
+/* Copies at most cap - 1 bytes; control characters become spaces, so that
+ * a code or message from the network stays one line wherever it is shown. */
 static void
 copy_bounded(char *dst, size_t cap, const char *src, size_t n)
 {
+	size_t i;
+
 	if (n >= cap)
 		n = cap - 1;
-	memcpy(dst, src, n);
+	for (i = 0; i < n; i++)
+		dst[i] = (unsigned char)src[i] < 0x20 || src[i] == 0x7f ? ' ' : src[i];
 	dst[n] = '\0';
 }
 

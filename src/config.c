@@ -100,6 +100,12 @@ const struct cfg_key cfg_table[] = {
 	 NULL, CFG_G_LEDGER, {"DTQ_LEDGER_CONNECT_TIMEOUT"},
 	 "Longest wait for one connection attempt to the ledger; failed attempts are retried with "
 	 "a doubling wait of at most 5s."},
+	{"ledger_pipeline_depth", CFG_INT, OFF(ledger_pipeline_depth), "8", 1, 64, NULL,
+	 CFG_G_LEDGER, {"DTQ_LEDGER_PIPELINE_DEPTH"},
+	 "Ledger statements the worker may have in flight on one connection (libpq pipeline "
+	 "mode), so that a burst is not held to one round trip per statement and connection; 1 "
+	 "sends one at a time. Each is still its own transaction. A statement that times out on "
+	 "the wire fails those pipelined behind it as retryable."},
 
 	{"worker_id", CFG_STRING, OFF(worker_id), "", 0, 0, NULL, CFG_G_WORKER, {"DTQ_WORKER_ID"},
 	 "Name of this worker in the ledger and logs. Empty: <hostname>-<pid>."},
@@ -366,8 +372,11 @@ invalid(const struct cfg_key *key, const char *text, const struct cfg_origin *or
 		describe_allowed(key, allowed, sizeof(allowed));
 		why = allowed;
 	}
-	return dtq_fail(err, DTQ_EINVAL, "invalid %s = '%s' (from %s): expected %s", key->name,
-			key->type == CFG_SECRET ? "***" : text, from, why);
+	/* a long value is cut, so that where it came from and what is allowed
+	 * still fit in the message */
+	return dtq_fail(err, DTQ_EINVAL, "invalid %s = '%.80s%s' (from %s): expected %s",
+			key->name, key->type == CFG_SECRET ? "***" : text,
+			key->type != CFG_SECRET && strlen(text) > 80 ? "..." : "", from, why);
 }
 
 static int
@@ -480,28 +489,34 @@ unquote(char *v)
 	return v;
 }
 
-static int
-load_file(struct dtq_config *cfg, const char *path, char *err)
+int
+cfg_load_stream(struct dtq_config *cfg, FILE *f, const char *name, char *err)
 {
-	struct cfg_origin origin = {CFG_FROM_FILE, NULL, (char *)path, 0};
-	FILE *f = fopen(path, "r");
-	char line[4096];
+	struct cfg_origin origin = {CFG_FROM_FILE, NULL, (char *)name, 0};
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
 	int rc = 0;
 
-	if (!f)
-		return dtq_fail(err, DTQ_EINVAL, "cannot read config file %s: %s (set with --config "
-				"or DTQ_CONFIG)", path, strerror(errno));
-	while (fgets(line, sizeof(line), f)) {
-		char *s = trim(line), *eq, *k, *v;
+	/* whole lines of any length: a long value must not spill into a line of
+	 * its own */
+	while ((n = getline(&line, &cap, f)) >= 0) {
+		char *s, *eq, *k, *v;
 		const struct cfg_key *key;
 
 		origin.line++;
+		if (memchr(line, '\0', (size_t)n)) {
+			rc = dtq_fail(err, DTQ_EINVAL, "%s:%d: the line holds a NUL byte", name,
+				      origin.line);
+			break;
+		}
+		s = trim(line);
 		if (!*s || *s == '#')
 			continue;
 		eq = strchr(s, '=');
 		if (!eq) {
 			rc = dtq_fail(err, DTQ_EINVAL, "%s:%d: expected `key = value`, got '%s'",
-				      path, origin.line, s);
+				      name, origin.line, s);
 			break;
 		}
 		*eq = '\0';
@@ -510,13 +525,30 @@ load_file(struct dtq_config *cfg, const char *path, char *err)
 		key = cfg_find_flag(k);
 		if (!key || key->off == OFF(config)) {
 			rc = dtq_fail(err, DTQ_EINVAL, "%s:%d: unknown setting '%s' (see `dtq config "
-				      "--help` for the list)", path, origin.line, k);
+				      "--help` for the list)", name, origin.line, k);
 			break;
 		}
 		rc = cfg_set(cfg, key, v, &origin, err);
 		if (rc < 0)
 			break;
 	}
+	if (rc == 0 && ferror(f))
+		rc = dtq_fail(err, DTQ_EINVAL, "cannot read config file %s: %s", name,
+			      strerror(errno));
+	free(line);
+	return rc;
+}
+
+static int
+load_file(struct dtq_config *cfg, const char *path, char *err)
+{
+	FILE *f = fopen(path, "r");
+	int rc;
+
+	if (!f)
+		return dtq_fail(err, DTQ_EINVAL, "cannot read config file %s: %s (set with --config "
+				"or DTQ_CONFIG)", path, strerror(errno));
+	rc = cfg_load_stream(cfg, f, path, err);
 	fclose(f);
 	return rc;
 }

@@ -340,9 +340,10 @@ ecs_parse_reply(enum ecs_op op, const char *body, size_t len, struct ecs_reply *
 	}
 out_free_json:
 	cJSON_Delete(root);
+	/* body need not be NUL-terminated: quote len bytes at most */
 	if (rc < 0)
-		return dtq_fail(err, DTQ_EREMOTE, "ECS %s: unexpected response: %.200s",
-				ecs_op_name(op), body ? body : "");
+		return dtq_fail(err, DTQ_EREMOTE, "ECS %s: unexpected response: %.*s",
+				ecs_op_name(op), (int)(len < 200 ? len : 200), body ? body : "");
 	return 0;
 }
 
@@ -484,13 +485,14 @@ ecs_parse_protection(const char *body, size_t len, struct ecs_protection *out, c
 		v = cJSON_GetObjectItem(p, "ExpirationDate");
 		if (cJSON_IsString(v))
 			aws_parse_iso8601(v->valuestring, &out->expires_wall_ms);
-		else if (cJSON_IsNumber(v))
+		else if (cJSON_IsNumber(v) && v->valuedouble > 0 && v->valuedouble < 1e15)
+			/* seconds; beyond int64 milliseconds (or NaN) it means nothing */
 			out->expires_wall_ms = (int64_t)(v->valuedouble * 1000.0);
 	} else if (cJSON_IsObject(root) && agent_refusal(root, err)) {
 		rc = -DTQ_EREMOTE;
 	} else {
-		rc = dtq_fail(err, DTQ_EREMOTE, "task protection: unexpected answer: %.200s",
-			      body ? body : "");
+		rc = dtq_fail(err, DTQ_EREMOTE, "task protection: unexpected answer: %.*s",
+			      (int)(len < 200 ? len : 200), body ? body : "");
 	}
 	cJSON_Delete(root);
 	return rc;

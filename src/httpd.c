@@ -255,81 +255,52 @@ static bool
 is_token_char(char ch)
 {
 	return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-	       strchr("!#$%&'*+-.^_`|~", ch) != NULL;
+	       (ch && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
 }
 
-/* Splits "METHOD SP TARGET SP VERSION" in place. Returns the HTTP status
- * to answer with when it is not a well-formed HTTP/1.x request line, or 0. */
-static int
-parse_request_line(char *line, char **method, char **target)
+static bool
+is_digit(char ch)
 {
-	char *sp1 = strchr(line, ' '), *sp2, *version;
+	return ch >= '0' && ch <= '9';
+}
+
+/* Splits "METHOD SP TARGET SP HTTP/d.d" (RFC 9112) in place; line[0..len)
+ * may hold any byte, NUL included. Returns the HTTP status to answer with
+ * when it is not a well-formed HTTP/1.x request line, or 0. */
+static int
+parse_request_line(char *line, size_t len, char **method, char **target)
+{
+	char *sp1 = memchr(line, ' ', len), *sp2, *version;
+	size_t vlen;
 
 	if (!sp1 || sp1 == line)
 		return 400;
-	*sp1 = '\0';
-	sp2 = strchr(sp1 + 1, ' ');
+	sp2 = memchr(sp1 + 1, ' ', len - (size_t)(sp1 + 1 - line));
 	if (!sp2)
 		return 400;
-	*sp2 = '\0';
-	*method = line;
-	*target = sp1 + 1;
-	version = sp2 + 1;
-	for (const char *m = *method; *m; m++) {
+	for (const char *m = line; m < sp1; m++) {
 		if (!is_token_char(*m))
 			return 400;
 	}
-	if (**target != '/' || strchr(*target, ' '))
+	/* origin form, and no control character (nor NUL) in it */
+	if (sp1[1] != '/')
 		return 400;
-	if (strncmp(version, "HTTP/", 5) != 0)
+	for (const char *t = sp1 + 1; t < sp2; t++) {
+		if ((unsigned char)*t < 0x20 || *t == 0x7f)
+			return 400;
+	}
+	version = sp2 + 1;
+	vlen = len - (size_t)(version - line);
+	if (vlen != 8 || memcmp(version, "HTTP/", 5) != 0 || !is_digit(version[5]) ||
+	    version[6] != '.' || !is_digit(version[7]))
 		return 400;
-	if (strcmp(version, "HTTP/1.1") != 0 && strcmp(version, "HTTP/1.0") != 0)
+	if (memcmp(version, "HTTP/1.1", 8) != 0 && memcmp(version, "HTTP/1.0", 8) != 0)
 		return 505;
+	*sp1 = '\0';
+	*sp2 = '\0';
+	*method = line;
+	*target = sp1 + 1;
 	return 0;
-}
-
-static void
-conn_handle(struct httpd_conn *c, char *head_end)
-{
-	char *line = c->in, *eol, *method = NULL, *target = NULL, *query;
-	const struct httpd_route_ent *r;
-	struct httpd_request req;
-	struct httpd_response res;
-	int status;
-
-	*head_end = '\0';
-	eol = strchr(line, '\n');
-	if (eol) {
-		*eol = '\0';
-		if (eol > line && eol[-1] == '\r')
-			eol[-1] = '\0';
-	}
-	status = parse_request_line(line, &method, &target);
-	if (status) {
-		conn_error(c, status, false);
-		return;
-	}
-	query = strchr(target, '?');
-	if (query)
-		*query++ = '\0';
-	req.method = method;
-	req.path = target;
-	req.query = query ? query : "";
-	req.head = strcmp(method, "HEAD") == 0;
-	r = route_find(c->h, target);
-	log_debug("http %s %s", method, target);
-	if (!r) {
-		conn_error(c, 404, req.head);
-		return;
-	}
-	if (!req.head && strcmp(method, "GET") != 0) {
-		conn_error(c, 405, false);
-		return;
-	}
-	response_init(&res);
-	r->fn(&req, &res, r->arg);
-	conn_respond(c, &res, req.head, false);
-	free(res.body);
 }
 
 /* The end of the request head ("\r\n\r\n", or "\n\n" from lax clients). */
@@ -344,21 +315,82 @@ find_head_end(char *buf, size_t len)
 	return b;
 }
 
+int
+httpd_parse_request(char *buf, size_t len, size_t scanned, size_t max_request,
+		    struct httpd_request *req)
+{
+	/* look again just before the new bytes: a terminator may span reads */
+	size_t from = scanned >= 3 ? scanned - 3 : 0;
+	char *end, *eol, *method = NULL, *target = NULL, *query;
+	size_t line_len;
+	int status;
+
+	if (from > len)
+		from = 0;
+	buf[len] = '\0';
+	end = find_head_end(buf + from, len - from);
+	if (!end)
+		return len >= max_request ? 431 : HTTPD_PARSE_MORE;
+	/* the request line ends at the first LF (the end of the head has one) */
+	eol = memchr(buf, '\n', len);
+	line_len = (size_t)(eol - buf);
+	if (line_len && buf[line_len - 1] == '\r')
+		line_len--;
+	status = parse_request_line(buf, line_len, &method, &target);
+	if (status)
+		return status;
+	query = strchr(target, '?');
+	if (query)
+		*query++ = '\0';
+	req->method = method;
+	req->path = target;
+	req->query = query ? query : "";
+	req->head = strcmp(method, "HEAD") == 0;
+	return HTTPD_PARSE_DONE;
+}
+
+int
+httpd_request_status(const struct httpd_request *req, bool routed)
+{
+	if (!routed)
+		return 404;
+	if (!req->head && strcmp(req->method, "GET") != 0)
+		return 405;
+	return 0;
+}
+
+static void
+conn_handle(struct httpd_conn *c, const struct httpd_request *req)
+{
+	const struct httpd_route_ent *r = route_find(c->h, req->path);
+	struct httpd_response res;
+	int status;
+
+	log_debug("http %s %s", req->method, req->path);
+	status = httpd_request_status(req, r != NULL);
+	if (status) {
+		conn_error(c, status, req->head);
+		return;
+	}
+	response_init(&res);
+	r->fn(req, &res, r->arg);
+	conn_respond(c, &res, req->head, false);
+	free(res.body);
+}
+
 static void
 conn_read(struct httpd_conn *c)
 {
+	struct httpd_request req;
 	size_t total = 0;
 
 	while (total < HTTPD_READ_BUDGET) {
+		/* never 0: a full buffer without a complete head is a 431 below */
 		size_t room = c->h->max_request - c->inlen;
-		size_t from;
-		char *end;
+		size_t scanned = c->inlen;
 		ssize_t n;
+		int rc;
 
-		if (room == 0) {
-			conn_error(c, 431, false);
-			return;
-		}
 		n = recv(c->fd, c->in + c->inlen, room, 0);
 		if (n == 0) {
 			conn_close(c); /* gave up before a full request */
@@ -371,14 +403,15 @@ conn_read(struct httpd_conn *c)
 				conn_close(c);
 			return;
 		}
-		/* look again just before the new bytes: a terminator may span reads */
-		from = c->inlen >= 3 ? c->inlen - 3 : 0;
 		c->inlen += (size_t)n;
 		total += (size_t)n;
-		c->in[c->inlen] = '\0';
-		end = find_head_end(c->in + from, c->inlen - from);
-		if (end) {
-			conn_handle(c, end);
+		rc = httpd_parse_request(c->in, c->inlen, scanned, c->h->max_request, &req);
+		if (rc == HTTPD_PARSE_DONE) {
+			conn_handle(c, &req);
+			return;
+		}
+		if (rc != HTTPD_PARSE_MORE) {
+			conn_error(c, rc, false);
 			return;
 		}
 	}

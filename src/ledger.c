@@ -271,6 +271,12 @@ check_key(const char *key, char *err)
 	return check_text("the key", key, true, err);
 }
 
+int
+ledger_check_key(const char *key, char *err)
+{
+	return check_key(key, err);
+}
+
 static int
 check_sha256(const char *hex, char *err)
 {

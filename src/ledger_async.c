@@ -41,6 +41,7 @@ ledger_async_opts_from_config(const struct dtq_config *cfg, struct pg_async_opts
 	pg_async_opts_init(o);
 	o->conninfo = cfg->ledger_dsn;
 	o->pool_size = (int)cfg->ledger_pool_size;
+	o->pipeline_depth = (int)cfg->ledger_pipeline_depth;
 	o->statement_timeout_ms = cfg->ledger_timeout;
 	o->connect_timeout_ms = cfg->ledger_connect_timeout;
 }
@@ -192,8 +193,10 @@ op_done(enum pg_async_status st, PGresult *res, const char *errmsg, void *user_d
 	free(op);
 }
 
-/* Sends a built statement; pg_async copies the parameters, so they are
- * released here whatever happens. */
+/* Sends a built statement, prepared once per connection: the server then
+ * skips parsing and planning it (most of its cost for the short ledger
+ * statements). pg_async copies the parameters, so they are released here
+ * whatever happens. */
 static int
 op_send(struct ledger_async *la, const char *sql, struct ledger_params *p, int built,
 	struct op *op, char *err)
@@ -201,8 +204,8 @@ op_send(struct ledger_async *la, const char *sql, struct ledger_params *p, int b
 	int rc = built;
 
 	if (rc == 0)
-		rc = pg_async_exec_params(la->pool, sql, p->n, p->values, p->lengths, p->formats,
-					  ledger_result_format(sql), 0, op_done, op, err);
+		rc = pg_async_exec_prepared(la->pool, sql, p->n, p->values, p->lengths, p->formats,
+					    ledger_result_format(sql), 0, op_done, op, err);
 	ledger_params_cleanup(p);
 	if (rc < 0)
 		free(op);

@@ -36,7 +36,11 @@ enum stmt_kind {
 	STMT_USER,
 	STMT_SETUP,    /* session_sql of a new connection */
 	STMT_ROLLBACK, /* clean up a transaction a text left open */
+	STMT_PREPARE,  /* Parse of a named statement, just before its first use */
 };
+
+/* Distinct statement texts a pool prepares; more are sent unnamed. */
+#define PREP_MAX 64
 
 enum stmt_phase {
 	PHASE_RESULTS,   /* collecting results until PQgetResult returns NULL */
@@ -71,6 +75,13 @@ struct stmt {
 	PGresult *res;           /* first error result, else last result */
 	enum pg_async_status status; /* once finished */
 	char *errmsg;            /* owned, once finished */
+
+	int prep;                /* index in the pool's prepared texts, or -1 */
+	bool sent_prepared;      /* went out by name (PQsendQueryPrepared) */
+	unsigned name_no;        /* ... that name's number (see prep_name) */
+	int resends;             /* times a refused prepared plan sent it again */
+	struct stmt *target;     /* STMT_PREPARE: the statement it prepares for */
+	PGresult *prep_err;      /* the failed Parse of this statement's name */
 };
 
 struct conn {
@@ -85,6 +96,18 @@ struct conn {
 	bool pipeline;       /* libpq pipeline mode is on */
 	bool want_flush;     /* PQflush returned 1: wait for write-ready */
 	bool reading;        /* inside conn_read_results: do not send on it */
+	/* Names of the pool's prepared texts on this session: "dtq_p<n>", n from
+	 * prep_seq; 0 = not prepared here yet. Reset with the session. */
+	unsigned prep_name[PREP_MAX];
+	unsigned prep_failed[PREP_MAX]; /* the number of a name whose Parse failed */
+	unsigned prep_seq;
+};
+
+/* A statement text that pg_async_exec_prepared() has seen. */
+struct prep {
+	char *sql;
+	size_t len;
+	uint32_t hash;
 };
 
 struct pg_async_pool {
@@ -106,6 +129,9 @@ struct pg_async_pool {
 	uint64_t rng;
 	int in_callback;
 	bool closing;
+	struct prep preps[PREP_MAX];
+	int nprep;
+	bool no_prepare;     /* the server lost a named statement: send unnamed */
 
 	struct pg_async_stats st;
 };
@@ -127,6 +153,19 @@ list_push(struct stmt_list *l, struct stmt *s)
 	else
 		l->head = s;
 	l->tail = s;
+	l->n++;
+}
+
+static void
+list_unshift(struct stmt_list *l, struct stmt *s)
+{
+	s->prev = NULL;
+	s->next = l->head;
+	if (l->head)
+		l->head->prev = s;
+	else
+		l->tail = s;
+	l->head = s;
 	l->n++;
 }
 
@@ -278,6 +317,7 @@ stmt_new(struct pg_async_pool *pool, enum stmt_kind kind, const char *sql, int64
 
 	s->pool = pool;
 	s->kind = kind;
+	s->prep = -1;
 	s->sql = xstrdup(sql);
 	ev_timer_init(&s->timer, stmt_timeout_cb, (double)timeout_ms / 1000.0, 0.);
 	s->timer.data = s;
@@ -299,6 +339,7 @@ stmt_free(struct stmt *s)
 	free(s->formats);
 	free(s->sql);
 	PQclear(s->res);
+	PQclear(s->prep_err);
 	free(s->errmsg);
 	free(s);
 }
@@ -431,6 +472,10 @@ conn_close(struct conn *c)
 	c->pipeline = false;
 	c->want_flush = false;
 	c->reading = false;
+	/* a new session knows none of our names */
+	memset(c->prep_name, 0, sizeof(c->prep_name));
+	memset(c->prep_failed, 0, sizeof(c->prep_failed));
+	c->prep_seq = 0;
 }
 
 static void
@@ -494,16 +539,70 @@ conn_flush(struct conn *c)
 	return conn_arm(c, c->want_flush ? EV_READ | EV_WRITE : EV_READ, false);
 }
 
+static void
+prep_name(char *buf, size_t len, unsigned n)
+{
+	snprintf(buf, len, "dtq_p%u", n);
+}
+
+/* Whether s goes out by name on c, and whether it must be prepared first. */
+static bool
+conn_uses_name(const struct conn *c, const struct stmt *s, bool *needs_parse)
+{
+	*needs_parse = false;
+	if (s->prep < 0 || c->pool->no_prepare)
+		return false;
+	*needs_parse = c->prep_name[s->prep] == 0;
+	return true;
+}
+
+/* The Parse of s's text under a new name, as its own pipeline segment
+ * ahead of s: an error in it is reported to s (see conn_complete). */
+static struct stmt *
+conn_push_parse(struct conn *c, struct stmt *s)
+{
+	struct stmt *p = stmt_new(c->pool, STMT_PREPARE, "", 0);
+
+	p->conn = c;
+	p->phase = PHASE_RESULTS;
+	p->prep = s->prep;
+	p->target = s;
+	list_push(&c->inflight, p);
+	c->prep_name[s->prep] = ++c->prep_seq;
+	p->name_no = c->prep_seq;
+	c->pool->st.prepared++;
+	return p;
+}
+
+static int
+conn_send_parse(struct conn *c, struct stmt *s)
+{
+	char name[24];
+
+	prep_name(name, sizeof(name), s->name_no);
+	if (!PQsendPrepare(c->pg, name, s->sql, s->nparams, NULL))
+		return -1;
+	return PQpipelineSync(c->pg) ? 0 : -1;
+}
+
 /* On failure the statement is already on c's in-flight list, so that
  * conn_broken() reports it like the others. */
 static int
 conn_send(struct conn *c, struct stmt *s)
 {
 	PGconn *pg = c->pg;
+	bool named, needs_parse = false;
+	struct stmt *parse = NULL;
+	char name[24];
 	int ok;
 
+	named = !s->simple && conn_uses_name(c, s, &needs_parse);
+	if (named && needs_parse)
+		parse = conn_push_parse(c, s);
 	s->conn = c;
 	s->phase = PHASE_RESULTS;
+	s->sent_prepared = named;
+	s->name_no = named ? c->prep_name[s->prep] : 0;
 	list_push(&c->inflight, s);
 	if (s->kind == STMT_USER)
 		c->pool->st.in_flight++;
@@ -512,17 +611,25 @@ conn_send(struct conn *c, struct stmt *s)
 			return -1;
 		c->pipeline = false;
 	}
-	if (!s->simple && c->pool->depth > 1 && !c->pipeline) {
+	/* A Parse goes out with its statement: that needs pipeline mode. */
+	if (!s->simple && (c->pool->depth > 1 || parse) && !c->pipeline) {
 		if (!PQenterPipelineMode(pg))
 			return -1;
 		c->pipeline = true;
 	}
-	if (s->simple)
+	if (parse && conn_send_parse(c, s) < 0)
+		return -1;
+	if (s->simple) {
 		ok = PQsendQuery(pg, s->sql);
-	else
+	} else if (named) {
+		prep_name(name, sizeof(name), s->name_no);
+		ok = PQsendQueryPrepared(pg, name, s->nparams, (const char *const *)s->values,
+					 s->lengths, s->formats, s->result_format);
+	} else {
 		ok = PQsendQueryParams(pg, s->sql, s->nparams, NULL,
 				       (const char *const *)s->values, s->lengths, s->formats,
 				       s->result_format);
+	}
 	/* A Sync per statement: each is its own transaction, and an error in
 	 * one does not abort those pipelined after it. */
 	if (ok && c->pipeline)
@@ -705,6 +812,60 @@ conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		conn_connect_failed_msg(c, "timeout: no answer within connect_timeout", true);
 }
 
+static bool
+result_has_state(const PGresult *res, const char *sqlstate)
+{
+	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+
+	return state && strcmp(state, sqlstate) == 0;
+}
+
+/* The server refused a statement sent by name, without running it: a plan
+ * whose result type a schema change altered ("cached plan must not change
+ * result type"), or a name the session no longer has (a pooler between us
+ * and the server that does not keep prepared statements). Sending it again
+ * is safe: by a new name, or unnamed from now on. */
+static bool
+conn_should_resend(struct conn *c, struct stmt *s)
+{
+	struct pg_async_pool *pool = c->pool;
+	const char *msg;
+
+	if (s->kind != STMT_USER || !s->sent_prepared || s->prep_err || s->resends >= 2 ||
+	    !s->res)
+		return false;
+	msg = PQresultErrorField(s->res, PG_DIAG_MESSAGE_PRIMARY);
+	if (result_has_state(s->res, "0A000") && msg && strstr(msg, "cached plan must not")) {
+		c->prep_name[s->prep] = 0;
+		return true;
+	}
+	if (result_has_state(s->res, "26000") && c->prep_failed[s->prep] == s->name_no) {
+		/* pipelined behind our own Parse, which failed: it gets its own */
+		return true;
+	}
+	if (result_has_state(s->res, "26000")) {
+		if (!pool->no_prepare)
+			log_warn("pg_async[%d]: the server lost a prepared statement (a pooler in"
+				 " transaction mode?): sending statements unnamed from now on",
+				 c->idx);
+		pool->no_prepare = true;
+		return true;
+	}
+	return false;
+}
+
+/* Back to the head of the queue, its timeout still running from submission. */
+static void
+stmt_requeue(struct pg_async_pool *pool, struct stmt *s)
+{
+	PQclear(s->res);
+	s->res = NULL;
+	s->resends++;
+	s->sent_prepared = false;
+	list_unshift(&pool->queue, s);
+	pool->st.queued++;
+}
+
 /* A statement finished on c (its results or its sync are all in). */
 static void
 conn_complete(struct conn *c, struct stmt *s)
@@ -716,6 +877,13 @@ conn_complete(struct conn *c, struct stmt *s)
 
 	list_remove(&c->inflight, s);
 	s->conn = NULL;
+	/* A failed Parse is the answer of the statement it was for (which then
+	 * failed only because its name did not exist). */
+	if (s->prep_err && s->res && result_is_error(s->res)) {
+		PQclear(s->res);
+		s->res = s->prep_err;
+		s->prep_err = NULL;
+	}
 	if (!s->res) {
 		st = PG_ASYNC_ERETRY;
 		msg = conn_errmsg(c, "no result");
@@ -734,6 +902,11 @@ conn_complete(struct conn *c, struct stmt *s)
 	switch (s->kind) {
 	case STMT_USER:
 		pool->st.in_flight--;
+		if (st == PG_ASYNC_ESQL && conn_should_resend(c, s)) {
+			free(msg);
+			stmt_requeue(pool, s);
+			return;
+		}
 		stmt_set_outcome(s, st, msg);
 		stmt_deliver(s);
 		return;
@@ -750,6 +923,19 @@ conn_complete(struct conn *c, struct stmt *s)
 	case STMT_ROLLBACK:
 		if (st != PG_ASYNC_OK)
 			log_warn("pg_async[%d]: rollback failed: %s", c->idx, msg);
+		break;
+	case STMT_PREPARE:
+		if (st != PG_ASYNC_OK) {
+			/* the name does not exist: prepare again next time */
+			c->prep_failed[s->prep] = s->name_no;
+			if (c->prep_name[s->prep] == s->name_no)
+				c->prep_name[s->prep] = 0;
+			if (s->target && s->res) {
+				PQclear(s->target->prep_err);
+				s->target->prep_err = s->res;
+				s->res = NULL;
+			}
+		}
 		break;
 	}
 	stmt_free(s);
@@ -1049,6 +1235,8 @@ pg_async_pool_free(struct pg_async_pool *pool)
 		conn_close(&pool->conns[i]);
 	}
 	fail_all_closed(pool, &pool->queue, false);
+	for (i = 0; i < pool->nprep; i++)
+		free(pool->preps[i].sql);
 	free(pool->conns);
 	free(pool->conninfo);
 	free(pool->app_name);
@@ -1069,11 +1257,10 @@ pool_submit(struct pg_async_pool *pool, struct stmt *s, int64_t timeout_ms)
 	return 0;
 }
 
-int
-pg_async_exec_params(struct pg_async_pool *pool, const char *sql, int nparams,
-		     const char *const *values, const int *lengths, const int *formats,
-		     int result_format, int64_t timeout_ms, pg_async_cb cb, void *user_data,
-		     char *err)
+static int
+submit_params(struct pg_async_pool *pool, const char *sql, int prep, int nparams,
+	      const char *const *values, const int *lengths, const int *formats, int result_format,
+	      int64_t timeout_ms, pg_async_cb cb, void *user_data, char *err)
 {
 	struct stmt *s;
 	int i;
@@ -1089,9 +1276,67 @@ pg_async_exec_params(struct pg_async_pool *pool, const char *sql, int nparams,
 	s = stmt_new(pool, STMT_USER, sql, timeout_ms);
 	stmt_copy_params(s, nparams, values, lengths, formats);
 	s->result_format = result_format ? 1 : 0;
+	s->prep = prep;
 	s->cb = cb;
 	s->user_data = user_data;
 	return pool_submit(pool, s, timeout_ms);
+}
+
+int
+pg_async_exec_params(struct pg_async_pool *pool, const char *sql, int nparams,
+		     const char *const *values, const int *lengths, const int *formats,
+		     int result_format, int64_t timeout_ms, pg_async_cb cb, void *user_data,
+		     char *err)
+{
+	return submit_params(pool, sql, -1, nparams, values, lengths, formats, result_format,
+			     timeout_ms, cb, user_data, err);
+}
+
+/* FNV-1a: telling texts apart before comparing them. */
+static uint32_t
+text_hash(const char *s, size_t len)
+{
+	uint32_t h = 2166136261u;
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		h ^= (unsigned char)s[i];
+		h *= 16777619u;
+	}
+	return h;
+}
+
+/* The index of sql among the pool's prepared texts, added if new; -1 when
+ * the pool already prepares PREP_MAX texts. */
+static int
+pool_prep_index(struct pg_async_pool *pool, const char *sql)
+{
+	size_t len = strlen(sql);
+	uint32_t h = text_hash(sql, len);
+	int i;
+
+	for (i = 0; i < pool->nprep; i++) {
+		struct prep *p = &pool->preps[i];
+
+		if (p->hash == h && p->len == len && memcmp(p->sql, sql, len) == 0)
+			return i;
+	}
+	if (pool->nprep == PREP_MAX)
+		return -1;
+	pool->preps[pool->nprep] = (struct prep){xstrdup(sql), len, h};
+	return pool->nprep++;
+}
+
+int
+pg_async_exec_prepared(struct pg_async_pool *pool, const char *sql, int nparams,
+		       const char *const *values, const int *lengths, const int *formats,
+		       int result_format, int64_t timeout_ms, pg_async_cb cb, void *user_data,
+		       char *err)
+{
+	int prep = pool->closing || !sql ? -1 : pool_prep_index(pool, sql);
+
+	return submit_params(pool, sql, prep, nparams, values, lengths, formats, result_format,
+			     timeout_ms, cb, user_data, err);
 }
 
 int

@@ -784,15 +784,13 @@ entry_names_exactly(const char *e, size_t n, void *arg)
 	return e[n - 1] != '*' && nr->len == n && memcmp(nr->name, e, n) == 0;
 }
 
-/* The worker's own DTQ_* settings (signing key, ledger DSN) pass only when
- * the allow-list names them one by one: a pattern such as DTQ_* never
- * matches them. Run workers (dagster.execute_run) need a few of them to
- * submit their steps. */
 bool
 proc_env_allowed(const char *allow_list, const char *name, size_t namelen)
 {
 	struct name_ref nr = {name, namelen};
 
+	/* the worker's own settings and secrets: only when named one by one
+	 * (a run-level task needs the executor-shim's queue_url, ledger_dsn) */
 	if (namelen >= 4 && memcmp(name, "DTQ_", 4) == 0)
 		return each_allow_entry(allow_list, entry_names_exactly, &nr);
 	return each_allow_entry(allow_list, entry_matches, &nr);

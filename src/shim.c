@@ -284,11 +284,16 @@ ledger_error(int rc, const char *err)
 static cJSON *
 bad_request_if_not_key(const cJSON *item, const char *what, size_t max)
 {
+	char err[DTQ_ERRLEN];
+
 	if (!cJSON_IsString(item) || !item->valuestring[0])
 		return answer_error(SHIM_E_BAD_REQUEST, false, "%s must be a non-empty string", what);
 	if (strlen(item->valuestring) > max)
 		return answer_error(SHIM_E_BAD_REQUEST, false, "%s has %zu bytes, more than %zu", what,
 				    strlen(item->valuestring), max);
+	/* the ledger's own rule, here so that it is refused without connecting */
+	if (ledger_check_key(item->valuestring, err) < 0)
+		return answer_error(SHIM_E_BAD_REQUEST, false, "%s: %s", what, err);
 	return NULL;
 }
 
@@ -525,20 +530,28 @@ queue_max_body(struct shim *s)
 	return s->max_body ? s->max_body : SQS_MAX_MESSAGE_BYTES;
 }
 
+/* Builds sub's message for a queue taking max_body bytes, signed with key
+ * when there is one. */
 static cJSON *
-build_message(struct shim *s, struct submit *sub)
+build_envelope(struct submit *sub, size_t max_body, const unsigned char *key, size_t key_len)
 {
 	char err[DTQ_ERRLEN];
 
 	sub->spec.allow_payload_ref = true;
-	sub->spec.sign_key = s->sign_key;
-	sub->spec.sign_key_len = s->sign_key_len;
-	if (task_build(&sub->spec, queue_max_body(s), &sub->built, err) < 0)
+	sub->spec.sign_key = key;
+	sub->spec.sign_key_len = key_len;
+	if (task_build(&sub->spec, max_body, &sub->built, err) < 0)
 		return answer_error(SHIM_E_BAD_REQUEST, false, "%s", err);
 	if (sub->built.payload && strcmp(sub->built.payload, sub->payload) != 0)
 		log_warn("the envelope's stored payload differs from the shim's; storing the "
 			 "envelope's");
 	return NULL;
+}
+
+static cJSON *
+build_message(struct shim *s, struct submit *sub)
+{
+	return build_envelope(sub, queue_max_body(s), s->sign_key, s->sign_key_len);
 }
 
 struct submit_op {
@@ -1028,36 +1041,80 @@ handle_ping(struct shim *s)
 
 /* ---- dispatch -------------------------------------------------------------------- */
 
+/* The request's op, when the request is an object naming a known one; else
+ * NULL and *bad is the error answer. */
+static const char *
+request_op(const cJSON *request, cJSON **bad)
+{
+	static const char *const ops[] = {"submit", "status", "cancel", "ping"};
+	const cJSON *op = field(request, "op");
+	size_t i;
+
+	*bad = NULL;
+	if (!cJSON_IsObject(request)) {
+		*bad = answer_error(SHIM_E_BAD_REQUEST, false, "a request is a JSON object");
+		return NULL;
+	}
+	if (!cJSON_IsString(op)) {
+		*bad = answer_error(SHIM_E_BAD_REQUEST, false,
+				    "op must be one of submit, status, cancel, ping");
+		return NULL;
+	}
+	for (i = 0; i < ARRAY_SIZE(ops); i++)
+		if (strcmp(op->valuestring, ops[i]) == 0)
+			return ops[i];
+	*bad = answer_error(SHIM_E_BAD_REQUEST, false,
+			    "unknown op \"%.64s\": one of submit, status, cancel, ping",
+			    op->valuestring);
+	return NULL;
+}
+
+cJSON *
+shim_check_request(const struct dtq_config *cfg, const cJSON *request, size_t max_body)
+{
+	struct submit sub;
+	const char **keys;
+	const char *op;
+	cJSON *bad;
+	size_t n;
+
+	if (!(op = request_op(request, &bad)))
+		return bad;
+	if (strcmp(op, "submit") == 0) {
+		if (!(bad = parse_submit(&sub, cfg, request)))
+			bad = build_envelope(&sub, max_body, NULL, 0);
+		submit_cleanup(&sub);
+	} else if (strcmp(op, "status") == 0) {
+		bad = parse_keys(field(request, "keys"), &keys, &n);
+		free(keys);
+	} else if (strcmp(op, "cancel") == 0) {
+		bad = bad_request_if_not_key(field(request, "key"), "key", LEDGER_KEY_MAX);
+	}
+	return bad;
+}
+
 cJSON *
 shim_handle(struct shim *s, const cJSON *request)
 {
-	const cJSON *op = field(request, "op");
 	int64_t t0 = dtq_now_ms();
+	const char *op;
 	cJSON *answer;
 
-	if (!cJSON_IsObject(request))
-		return answer_error(SHIM_E_BAD_REQUEST, false, "a request is a JSON object");
-	if (!cJSON_IsString(op))
-		return answer_error(SHIM_E_BAD_REQUEST, false,
-				    "op must be one of submit, status, cancel, ping");
-	if (strcmp(op->valuestring, "submit") == 0)
+	if (!(op = request_op(request, &answer)))
+		return answer;
+	if (strcmp(op, "submit") == 0)
 		answer = handle_submit(s, request);
-	else if (strcmp(op->valuestring, "status") == 0)
+	else if (strcmp(op, "status") == 0)
 		answer = handle_status(s, request);
-	else if (strcmp(op->valuestring, "cancel") == 0)
+	else if (strcmp(op, "cancel") == 0)
 		answer = handle_cancel(s, request);
-	else if (strcmp(op->valuestring, "ping") == 0)
-		answer = handle_ping(s);
 	else
-		return answer_error(SHIM_E_BAD_REQUEST, false,
-				    "unknown op \"%.64s\": one of submit, status, cancel, ping",
-				    op->valuestring);
+		answer = handle_ping(s);
 	if (shim_is_error(answer))
-		log_info("%s: %s: %s", op->valuestring,
-			 field(field(answer, "error"), "code")->valuestring,
+		log_info("%s: %s: %s", op, field(field(answer, "error"), "code")->valuestring,
 			 field(field(answer, "error"), "message")->valuestring);
 	else
-		log_debug("%s: done in %" PRId64 " ms", op->valuestring, dtq_now_ms() - t0);
+		log_debug("%s: done in %" PRId64 " ms", op, dtq_now_ms() - t0);
 	return answer;
 }
 

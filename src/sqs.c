@@ -511,7 +511,8 @@ parse_batch(const cJSON *root, size_t n, struct sqs_reply *out)
 	cJSON_ArrayForEach(it, ok) {
 		long idx = entry_index(it, n);
 
-		if (idx < 0) {
+		/* an entry listed twice (or both ok and failed) is no answer */
+		if (idx < 0 || seen[idx]) {
 			rc = -1;
 			continue;
 		}
@@ -519,12 +520,14 @@ parse_batch(const cJSON *root, size_t n, struct sqs_reply *out)
 		out->entries[idx].message_id = dup_string(it, "MessageId");
 		out->entries[idx].sequence_number = dup_string(it, "SequenceNumber");
 		seen[idx] = true;
+		if (out->op == SQS_SEND_MESSAGE_BATCH && !out->entries[idx].message_id)
+			rc = -1;
 	}
 	cJSON_ArrayForEach(it, failed) {
 		long idx = entry_index(it, n);
 		const cJSON *sf = cJSON_GetObjectItemCaseSensitive(it, "SenderFault");
 
-		if (idx < 0) {
+		if (idx < 0 || seen[idx]) {
 			rc = -1;
 			continue;
 		}
@@ -533,6 +536,8 @@ parse_batch(const cJSON *root, size_t n, struct sqs_reply *out)
 		out->entries[idx].code = dup_string(it, "Code");
 		out->entries[idx].message = dup_string(it, "Message");
 		seen[idx] = true;
+		if (!out->entries[idx].code)
+			rc = -1; /* a failure without its code */
 	}
 	for (i = 0; i < n; i++) {
 		if (!seen[i]) {
@@ -601,8 +606,9 @@ out_free_json:
 	if (rc < 0) {
 		sqs_reply_cleanup(out);
 		out->op = op;
-		return dtq_fail(err, DTQ_EREMOTE, "SQS %s: unexpected response: %.200s",
-				sqs_op_name(op), body);
+		/* body need not be NUL-terminated */
+		return dtq_fail(err, DTQ_EREMOTE, "SQS %s: unexpected response: %.*s",
+				sqs_op_name(op), (int)(len < 200 ? len : 200), body);
 	}
 	return 0;
 }

@@ -1179,7 +1179,7 @@ on_dead_letter_recorded(int rc, struct ledger_dead_letter_res *res, const char *
 	}
 	if (res->outcome == LEDGER_OK)
 		metrics_counter_inc(j->w->wm.dead);
-	tlog_info(&j->lt, "refusal recorded: %s", ledger_outcome_name(res->outcome));
+	tlog_debug(&j->lt, "refusal recorded: %s", ledger_outcome_name(res->outcome));
 	job_ack(j);
 }
 
@@ -1321,7 +1321,8 @@ on_dlq_sent(struct job *j, int rc, struct sqs_reply *r, const char *err)
 	}
 	j->dlq_sent = true;
 	metrics_counter_inc(metrics_counter_vec_with(j->w->wm.dead_lettered, j->dlq_reason));
-	tlog_warn(&j->lt, "dead-lettered message %s: %s", j->message_id, j->dlq_reason);
+	/* the refusal or the exhaustion was logged already: one line per message */
+	tlog_debug(&j->lt, "dead-lettered message %s: %s", j->message_id, j->dlq_reason);
 	job_delete(j);
 }
 

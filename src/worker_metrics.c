@@ -7,11 +7,13 @@
 /* Why a message went to the DLQ; the worker may add others at run time. */
 const char *const worker_dead_letter_reasons[] = {
 	"malformed",     /* body is not a TaskIQ message */
+	"oversize",      /* body over the size limit */
 	"unknown_task",  /* task_name the worker does not run */
 	"not_allowed",   /* dtq.exec program not on exec_allow, or dtq.exec off */
 	"unsigned",      /* require_signature and no dtq_sig */
 	"bad_signature", /* dtq_sig does not match */
-	"key_reuse",     /* same key, different payload */
+	"bad_payload",   /* stored payload (payload_ref) missing or invalid */
+	"key_reuse",     /* same key, different payload (submit side) */
 	"exhausted",     /* max_attempts reached */
 	NULL,
 };

@@ -62,6 +62,10 @@ NORETURN void die(int code, const char *fmt, ...) PRINTF_LIKE(2, 3);
 /* The applet that is running, for messages ("worker", "config", ...). */
 extern const char *dtq_applet_name;
 
+/* Epoch milliseconds as ISO-8601 UTC ("2026-11-22T08:41:38.123Z"), or "-"
+ * for 0 (unknown); len of 32 is enough. */
+void dtq_format_time_ms(int64_t ms, char *buf, size_t len);
+
 /* Monotonic and wall clocks in milliseconds. */
 int64_t dtq_now_ms(void);
 int64_t dtq_wall_ms(void);

@@ -88,6 +88,7 @@ struct dtq_config {
 	long long ledger_pool_size;
 	int64_t ledger_timeout;
 	int64_t ledger_connect_timeout;
+	long long ledger_pipeline_depth;
 
 	char *worker_id;
 	long long worker_concurrency;
@@ -136,6 +137,11 @@ extern const size_t cfg_table_len;
  * the setting, the value, where it came from and what is allowed. */
 int cfg_load(struct dtq_config *cfg, int *argc, char **argv, unsigned groups, char *err);
 void cfg_free(struct dtq_config *cfg);
+/* Applies the `key = value` lines of a config file read from f on top of
+ * cfg (what cfg_load does with the file; name says where in errors and
+ * origins, and must outlive the call). Returns 0 or -DTQ_EINVAL with err
+ * naming the line. Exposed for the tests and the fuzzer. */
+int cfg_load_stream(struct dtq_config *cfg, FILE *f, const char *name, char *err);
 
 const struct cfg_key *cfg_find(const char *name);
 const struct cfg_key *cfg_find_flag(const char *flag); /* "worker-concurrency" */

@@ -82,6 +82,28 @@ void httpd_response_status(struct httpd_response *res, int status, const char *c
 void httpd_response_append(struct httpd_response *res, const char *data, size_t len);
 void httpd_response_printf(struct httpd_response *res, const char *fmt, ...) PRINTF_LIKE(2, 3);
 
+/* ---- the request head parser: pure, for the server, the tests and the
+ * fuzzer (tests/fuzz/fuzz_httpd.c) ---- */
+
+#define HTTPD_PARSE_MORE 0 /* no end of the head yet: read on */
+#define HTTPD_PARSE_DONE 1 /* *req filled */
+
+/* Parses the request head received so far: buf[0..len) (buf must have
+ * len + 1 bytes: the parser terminates it and cuts the head into strings in
+ * place). scanned: how many of those bytes an earlier call already searched
+ * without finding the end of the head (0 the first time). Returns
+ * HTTPD_PARSE_DONE with req's strings pointing into buf, HTTPD_PARSE_MORE
+ * while len < max_request, or the status to answer with: 400 (malformed
+ * request line), 431 (no end of the head within max_request bytes) or 505
+ * (an HTTP version other than 1.0 and 1.1). Only the request line is read;
+ * header fields are skipped. */
+int httpd_parse_request(char *buf, size_t len, size_t scanned, size_t max_request,
+			struct httpd_request *req);
+/* The status a parsed request gets before its route runs: 404 when no route
+ * has its path (routed false), else 405 for a method other than GET and
+ * HEAD, else 0. */
+int httpd_request_status(const struct httpd_request *req, bool routed);
+
 /* Parses "HOST:PORT" / "[V6]:PORT" (numeric addresses, or a host name
  * resolved now: call it at start-up only). */
 int httpd_parse_addr(const char *addr, struct sockaddr_storage *ss, socklen_t *sslen, char *err);

@@ -51,9 +51,14 @@
 #include "dtq/common.h"
 
 /* Schema version this binary expects (the number of the last migration). */
-#define LEDGER_SCHEMA_VERSION 1
+#define LEDGER_SCHEMA_VERSION 2
 /* Longest idempotency key, in bytes (a btree index entry must fit a page). */
 #define LEDGER_KEY_MAX 2048
+
+/* The ledger's rule for a key (1..LEDGER_KEY_MAX bytes of UTF-8), which
+ * every operation applies before it sends anything: 0 or -DTQ_EINVAL with
+ * err filled. Pure, so that a caller can refuse a key before connecting. */
+int ledger_check_key(const char *key, char *err);
 
 enum ledger_state {
 	LEDGER_STATE_QUEUED,
@@ -192,6 +197,10 @@ struct ledger_applied {
  * after the other (the second finds nothing left to do). Creates the schema.
  * from and to receive the versions before and after (may be NULL). */
 int ledger_migrate(struct ledger *l, int *from, int *to, char *err);
+/* The same, up to migration `target` only (1..LEDGER_SCHEMA_VERSION): for
+ * tests of an upgrade from an older schema. The result is a schema this
+ * binary refuses to use until it is migrated the rest of the way. */
+int ledger_migrate_to(struct ledger *l, int target, int *from, int *to, char *err);
 /* Applied migrations (caller frees with ledger_applied_free). */
 int ledger_migrations_applied(struct ledger *l, struct ledger_applied **out, size_t *n,
 			      char *err);

@@ -42,8 +42,8 @@
 
 struct ledger_async;
 
-/* pool_size, statement and connect timeouts from the ledger_* settings;
- * conninfo is borrowed from cfg. */
+/* pool_size, pipeline_depth, statement and connect timeouts from the
+ * ledger_* settings; conninfo is borrowed from cfg. */
 void ledger_async_opts_from_config(const struct dtq_config *cfg, struct pg_async_opts *o);
 
 /* Starts a pool (see pg_async_pool_new) whose connections set their

@@ -2,8 +2,10 @@
  *
  * A pool keeps N libpq connections to one server and runs statements on them
  * without ever blocking the loop: connects go through PQconnectStartParams /
- * PQconnectPoll, statements through PQsendQueryParams (or PQsendQuery for
- * multi-statement text), output through PQflush in non-blocking mode, input
+ * PQconnectPoll, statements through PQsendQueryParams (PQsendPrepare once per
+ * connection and then PQsendQueryPrepared with pg_async_exec_prepared;
+ * PQsendQuery for multi-statement text), output through PQflush in
+ * non-blocking mode, input
  * through PQconsumeInput / PQisBusy / PQgetResult. PQsocket() is read again
  * every time a watcher is armed, because libpq may change the socket while
  * connecting.
@@ -94,6 +96,7 @@ struct pg_async_stats {
 	uint64_t connects;      /* connections established (first ones included) */
 	uint64_t connect_failures;
 	char last_error[DTQ_ERRLEN]; /* last connection-level error, "" if none */
+	uint64_t prepared;      /* statements prepared on a connection (Parse sent) */
 };
 
 /* Defaults: pool_size 2, pipeline_depth 1, statement timeout 10 s, connect
@@ -121,6 +124,25 @@ int pg_async_exec_params(struct pg_async_pool *pool, const char *sql, int nparam
 			 const char *const *values, const int *lengths, const int *formats,
 			 int result_format, int64_t timeout_ms, pg_async_cb cb, void *user_data,
 			 char *err);
+
+/* The same, but the server parses and plans the statement once per
+ * connection instead of every time: the first time a text runs on a
+ * connection it is prepared there under a name ("dtq_p<n>"; the Parse is
+ * pipelined just ahead of it), then executed by name. Meant for the few
+ * constant texts a program sends over and over (the pool remembers up to 64
+ * distinct ones, for its life; others go out unnamed). A new connection
+ * (after a reconnect) prepares them again. If the Parse fails (e.g. a table
+ * is missing), the callback gets the Parse's error. A statement the server
+ * refuses by name without running it is sent again, with no effect having
+ * taken place: by a new name after a schema change altered its result type
+ * ("cached plan must not change result type"), or unnamed, for the rest of
+ * the pool's life, when the server does not know the name (a pooler in
+ * transaction mode such as pgbouncer < 1.21 in front of the server). Same
+ * contract as pg_async_exec_params. */
+int pg_async_exec_prepared(struct pg_async_pool *pool, const char *sql, int nparams,
+			   const char *const *values, const int *lengths, const int *formats,
+			   int result_format, int64_t timeout_ms, pg_async_cb cb,
+			   void *user_data, char *err);
 
 /* Submits text that may hold several statements separated by ';' (simple
  * protocol, no parameters). Unless it has its own BEGIN/COMMIT the server

@@ -171,9 +171,9 @@ void proc_free(struct proc *p);
 
 /* True if name (namelen bytes, no '=') is allowed by allow_list: names
  * separated by commas, blanks around them ignored, a trailing '*' matching
- * any name with that prefix ("DAGSTER_PG_*"). Names starting with "DTQ_" are
- * never allowed (they carry the worker's own settings and secrets; the
- * worker passes what a task needs as extra variables). */
+ * any name with that prefix ("DAGSTER_PG_*"). Names starting with "DTQ_"
+ * carry the worker's own settings and secrets: they pass only when the list
+ * names them exactly, never through a pattern ("DTQ_*", "D*"). */
 bool proc_env_allowed(const char *allow_list, const char *name, size_t namelen);
 /* Checks an allow-list: every entry a valid name with at most a trailing '*',
  * never a bare '*'. Returns 0 or -DTQ_EINVAL with err. */

@@ -52,6 +52,13 @@ void shim_free(struct shim *s);
  * object, or {"error": {"code", "message", "retryable"}} (caller frees).
  * Never returns NULL. */
 struct cJSON *shim_handle(struct shim *s, const struct cJSON *request);
+/* The checks shim_handle() makes before it touches the ledger or SQS, made
+ * without either: NULL when request would go on to them, else the error
+ * answer (caller frees). A submit is built into its message, unsigned, for
+ * a queue that takes max_body bytes. For the tests and the fuzzer
+ * (tests/fuzz/fuzz_shim.c). */
+struct cJSON *shim_check_request(const struct dtq_config *cfg, const struct cJSON *request,
+				 size_t max_body);
 /* True when r is an error answer of shim_handle(). */
 bool shim_is_error(const struct cJSON *r);
 

@@ -119,11 +119,11 @@ struct sqs_message {
 
 struct sqs_batch_entry {
 	bool ok;
-	char *message_id;         /* SendMessageBatch */
+	char *message_id;         /* SendMessageBatch (never NULL there when ok) */
 	char *sequence_number;    /* SendMessageBatch, FIFO */
 	bool sender_fault;        /* failures: */
-	char *code;
-	char *message;
+	char *code;               /* never NULL when !ok */
+	char *message;            /* may be NULL */
 };
 
 /* What any SQS call returns; the members filled depend on the operation. */
@@ -167,9 +167,12 @@ char *sqs_build_purge(const char *queue_url);
 /* The RedrivePolicy attribute value. */
 char *sqs_redrive_policy(const char *dlq_arn, int max_receive_count);
 
-/* Parses a 2xx response body of op into out (zeroed first). n_entries is
- * the number of entries of a batch request. Returns 0 or -DTQ_EREMOTE when
- * the body does not have the operation's shape. */
+/* Parses a 2xx response body of op (len bytes, need not be NUL-terminated)
+ * into out (zeroed first). n_entries is the number of entries of a batch
+ * request. Returns 0 or -DTQ_EREMOTE when the body does not have the
+ * operation's shape (then out holds nothing but op): a batch entry listed
+ * twice, a failed entry without its Code and a SendMessageBatch success
+ * without its MessageId are refused too. */
 int sqs_parse_reply(enum sqs_op op, const char *body, size_t len, size_t n_entries,
 		    struct sqs_reply *out, char *err);
 

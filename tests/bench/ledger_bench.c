@@ -7,15 +7,23 @@
  *     connections, with and without libpq pipelining, with `concurrency`
  *     cycles in flight at once (a worker with that many task slots);
  * and prints cycles/s, latency percentiles and the ratio to the naive way.
+ * With --server-pid (the postmaster's pid, on this machine) it also prints
+ * the CPU time the server (postmaster and all its processes) and this
+ * client spent per cycle: on a shared machine that is steadier than
+ * cycles/s, and it says where the time goes.
  * Every cycle must answer CLAIMED / OK / OK, and every key must end
  * succeeded, else the run counts as failed and the exit code is 1.
  *
  * Usage: ledger_bench --dsn CONNINFO [--schema S] [--keys N] [--naive-keys N] [--seconds S]
  *                     [--conns 1,4,16] [--depths 1,8] [--concurrency N] [--raw-seconds S]
+ *                     [--server-pid PID]
  * Run it through tests/bench/ledger_bench.sh, which starts a PostgreSQL.
  */
+#include <dirent.h>
 #include <getopt.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +45,7 @@ struct opts {
 	int conns[8], nconns;
 	int depths[8], ndepths;
 	int concurrency;
+	int server_pid;  /* postmaster, for CPU accounting; 0: none */
 };
 
 struct result {
@@ -45,7 +54,99 @@ struct result {
 	int cycles, errors;
 	double secs;
 	double p50, p99; /* ms */
+	double server_cpu, client_cpu; /* seconds over the run; < 0: not measured */
 };
+
+/* ---- CPU accounting ----
+ * The server's CPU time: the postmaster's own and its reaped children's
+ * (cutime/cstime), plus every live child's. Read before a run and at its
+ * end while the run's backends are still connected. */
+
+static int server_pid;
+
+static double
+ticks_to_s(unsigned long long t)
+{
+	return (double)t / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* utime + stime (+ cutime + cstime with children), and the parent pid. */
+static int
+proc_cpu(int pid, bool children, double *cpu, int *ppid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long ut, st;
+	long long cut, cst;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	p = strrchr(buf, ')'); /* the command may hold spaces */
+	if (!p || sscanf(p + 2, "%*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %lld %lld",
+			 ppid, &ut, &st, &cut, &cst) != 5)
+		return -1;
+	*cpu = ticks_to_s(ut + st) + (children ? ticks_to_s((unsigned long long)(cut + cst)) : 0);
+	return 0;
+}
+
+static double
+server_cpu_now(void)
+{
+	double total, cpu;
+	struct dirent *e;
+	DIR *d;
+	int ppid;
+
+	if (!server_pid || proc_cpu(server_pid, true, &total, &ppid) < 0)
+		return -1;
+	d = opendir("/proc");
+	if (!d)
+		return -1;
+	while ((e = readdir(d))) {
+		int pid = (int)strtol(e->d_name, NULL, 10);
+
+		if (pid > 0 && proc_cpu(pid, false, &cpu, &ppid) == 0 && ppid == server_pid)
+			total += cpu;
+	}
+	closedir(d);
+	return total;
+}
+
+static double
+client_cpu_now(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+	       ru.ru_stime.tv_usec / 1e6;
+}
+
+struct cpu_mark {
+	double server, client;
+};
+
+static void
+cpu_mark(struct cpu_mark *m)
+{
+	m->server = server_cpu_now();
+	m->client = client_cpu_now();
+}
+
+static void
+cpu_since(const struct cpu_mark *m, struct result *r)
+{
+	double srv = server_cpu_now();
+
+	r->server_cpu = m->server < 0 || srv < 0 ? -1 : srv - m->server;
+	r->client_cpu = client_cpu_now() - m->client;
+}
 
 struct bench;
 
@@ -293,6 +394,7 @@ static int
 run_async(struct ev_loop *loop, const struct opts *o, int conns, int depth, struct result *r)
 {
 	struct pg_async_opts po;
+	struct cpu_mark cpu;
 	struct bench b = {0};
 	struct cycle *cycles;
 	char prefix[64], err[DTQ_ERRLEN];
@@ -327,6 +429,7 @@ run_async(struct ev_loop *loop, const struct opts *o, int conns, int depth, stru
 	ev_timer_stop(loop, &tick);
 
 	cycles = xcalloc((size_t)o->concurrency, sizeof(*cycles));
+	cpu_mark(&cpu);
 	t0 = now_us();
 	b.deadline_us = t0 + (int64_t)(o->seconds * 1e6);
 	b.active = o->concurrency;
@@ -337,6 +440,7 @@ run_async(struct ev_loop *loop, const struct opts *o, int conns, int depth, stru
 	if (b.active > 0)
 		ev_run(loop, 0);
 	r->secs = (double)(now_us() - t0) / 1e6;
+	cpu_since(&cpu, r);
 	snprintf(r->mode, sizeof(r->mode), "async%s", depth > 1 ? " pipelined" : "");
 	r->conns = conns;
 	r->depth = depth;
@@ -355,6 +459,7 @@ run_async(struct ev_loop *loop, const struct opts *o, int conns, int depth, stru
 static int
 run_naive(struct ev_loop *loop, const struct opts *o, struct result *r)
 {
+	struct cpu_mark cpu;
 	struct ledger *l;
 	char key[128], err[DTQ_ERRLEN];
 	double *lat = xcalloc((size_t)o->naive_keys, sizeof(double));
@@ -367,6 +472,7 @@ run_naive(struct ev_loop *loop, const struct opts *o, struct result *r)
 		return -1;
 	}
 	memset(r, 0, sizeof(*r));
+	cpu_mark(&cpu);
 	t0 = now_us();
 	for (i = 0; i < o->naive_keys && now_us() - t0 < (int64_t)(o->seconds * 1e6); i++) {
 		struct ledger_claim_req cr = {.owner = "bench-worker", .lease_ms = 60000};
@@ -394,6 +500,7 @@ run_naive(struct ev_loop *loop, const struct opts *o, struct result *r)
 		lat[r->cycles++] = (double)(now_us() - c0) / 1000.0;
 	}
 	r->secs = (double)(now_us() - t0) / 1e6;
+	cpu_since(&cpu, r);
 	snprintf(r->mode, sizeof(r->mode), "naive blocking");
 	r->conns = 1;
 	r->depth = 1;
@@ -462,6 +569,7 @@ static int
 run_raw_async(struct ev_loop *loop, const struct opts *o, int conns, int depth, struct result *r)
 {
 	struct pg_async_opts po;
+	struct cpu_mark cpu;
 	struct bench b = {0};
 	struct cycle *cycles;
 	char err[DTQ_ERRLEN];
@@ -495,6 +603,7 @@ run_raw_async(struct ev_loop *loop, const struct opts *o, int conns, int depth, 
 	}
 	ev_timer_stop(loop, &tick);
 	cycles = xcalloc((size_t)o->concurrency, sizeof(*cycles));
+	cpu_mark(&cpu);
 	t0 = now_us();
 	b.deadline_us = t0 + (int64_t)(o->raw_seconds * 1e6);
 	b.active = o->concurrency;
@@ -505,6 +614,7 @@ run_raw_async(struct ev_loop *loop, const struct opts *o, int conns, int depth, 
 	if (b.active > 0)
 		ev_run(loop, 0);
 	r->secs = (double)(now_us() - t0) / 1e6;
+	cpu_since(&cpu, r);
 	snprintf(r->mode, sizeof(r->mode), "raw async%s", depth > 1 ? " pipelined" : "");
 	r->conns = conns;
 	r->depth = depth;
@@ -520,6 +630,7 @@ run_raw_async(struct ev_loop *loop, const struct opts *o, int conns, int depth, 
 static int
 run_raw_naive(const struct opts *o, struct result *r)
 {
+	struct cpu_mark cpu;
 	PGconn *c = PQconnectdb(o->dsn);
 	const char *vals[1] = {"x"};
 	enum { MAXLAT = 1000000 };
@@ -534,6 +645,7 @@ run_raw_naive(const struct opts *o, struct result *r)
 		free(lat);
 		return -1;
 	}
+	cpu_mark(&cpu);
 	t0 = now_us();
 	while (now_us() - t0 < limit && r->cycles < MAXLAT) {
 		int64_t c0 = now_us();
@@ -548,6 +660,7 @@ run_raw_naive(const struct opts *o, struct result *r)
 		lat[r->cycles++] = (double)(now_us() - c0) / 1000.0;
 	}
 	r->secs = (double)(now_us() - t0) / 1e6;
+	cpu_since(&cpu, r);
 	snprintf(r->mode, sizeof(r->mode), "raw naive blocking");
 	r->conns = 1;
 	r->depth = 1;
@@ -610,13 +723,14 @@ parse_opts(int argc, char **argv, struct opts *o)
 		{"concurrency", required_argument, NULL, 'C'},
 		{"seconds", required_argument, NULL, 'S'},
 		{"raw-seconds", required_argument, NULL, 'R'},
+		{"server-pid", required_argument, NULL, 'P'},
 		{NULL, 0, NULL, 0},
 	};
 	int ch;
 
 	o->schema = "dtq_bench";
-	o->keys = 4000;
-	o->naive_keys = 2000;
+	o->keys = 20000;
+	o->naive_keys = 5000;
 	o->seconds = 5;
 	o->raw_seconds = 2;
 	o->concurrency = 64;
@@ -633,6 +747,7 @@ parse_opts(int argc, char **argv, struct opts *o)
 		case 'C': o->concurrency = (int)strtol(optarg, NULL, 10); break;
 		case 'S': o->seconds = strtod(optarg, NULL); break;
 		case 'R': o->raw_seconds = strtod(optarg, NULL); break;
+		case 'P': o->server_pid = (int)strtol(optarg, NULL, 10); break;
 		default: return -1;
 		}
 	}
@@ -648,13 +763,20 @@ print_table(const struct result *r, int n)
 	double naive_rate = r[0].cycles / r[0].secs;
 	int i;
 
-	printf("%-22s %5s %5s %7s %6s %9s %8s %8s %8s\n", "mode", "conns", "depth", "cycles",
-	       "secs", "cycles/s", "p50 ms", "p99 ms", "x naive");
+	printf("%-22s %5s %5s %7s %6s %9s %8s %8s %8s %10s %10s\n", "mode", "conns", "depth",
+	       "cycles", "secs", "cycles/s", "p50 ms", "p99 ms", "x naive", "srv us/cyc",
+	       "cli us/cyc");
 	for (i = 0; i < n; i++) {
 		double rate = r[i].cycles / r[i].secs;
+		double per = r[i].cycles ? 1e6 / r[i].cycles : 0;
 
-		printf("%-22s %5d %5d %7d %6.2f %9.0f %8.2f %8.2f %8.2f\n", r[i].mode, r[i].conns,
+		printf("%-22s %5d %5d %7d %6.2f %9.0f %8.2f %8.2f %8.2f", r[i].mode, r[i].conns,
 		       r[i].depth, r[i].cycles, r[i].secs, rate, r[i].p50, r[i].p99, rate / naive_rate);
+		if (r[i].server_cpu >= 0)
+			printf(" %10.0f", r[i].server_cpu * per);
+		else
+			printf(" %10s", "-");
+		printf(" %10.0f\n", r[i].client_cpu * per);
 	}
 }
 
@@ -694,10 +816,12 @@ main(int argc, char **argv)
 
 	if (parse_opts(argc, argv, &o) < 0) {
 		fprintf(stderr, "usage: ledger_bench --dsn CONNINFO [--schema S] [--keys N] "
-				"[--naive-keys N] [--conns 1,4,16] [--depths 1,8] [--concurrency N]\n");
+				"[--naive-keys N] [--conns 1,4,16] [--depths 1,8] [--concurrency N] "
+				"[--seconds S] [--raw-seconds S] [--server-pid PID]\n");
 		return 2;
 	}
 	log_setup(LOG_LVL_ERROR, LOG_FMT_LOGFMT, 2);
+	server_pid = o.server_pid;
 	if (prepare_schema(&o) < 0)
 		return 1;
 	loop = ev_loop_new(EVFLAG_AUTO);

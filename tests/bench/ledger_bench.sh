@@ -11,9 +11,11 @@
 # wait for the WAL flush; the WAL writer flushes within 200 ms), as a queue
 # would usually be run. BENCH_SYNCHRONOUS_COMMIT=on measures the fully
 # durable setting instead. Options go to ledger_bench (see its --help line):
-# --keys N (per async run, default 4000), --naive-keys N (2000),
+# --keys N (per async run, default 20000), --naive-keys N (5000),
 # --conns 1,4,16, --depths 1,8, --concurrency 64, --seconds 5 (cap per ledger
-# run), --raw-seconds 2 (per raw-client run; 0 skips them).
+# run), --raw-seconds 2 (per raw-client run; 0 skips them). The server's CPU
+# time per cycle (postmaster and all its processes, from /proc) is printed
+# next to the client's: on a shared machine it is steadier than cycles/s.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -53,5 +55,8 @@ as_owner "$pgbin/pg_ctl" -D "$tmp/pg" -w -l "$tmp/pg/server.log" \
 	start >/dev/null || { tail -n 20 "$tmp/pg/server.log" >&2; exit 1; }
 
 echo "# PostgreSQL $("$pgbin/postgres" --version | awk '{print $3}'), $(nproc) CPUs," \
-	"synchronous_commit=${BENCH_SYNCHRONOUS_COMMIT:-off}, fsync=on, unix socket"
-"$BUILD/bench/ledger_bench" --dsn "host=$tmp/pg port=$port user=postgres dbname=postgres" "$@"
+	"synchronous_commit=${BENCH_SYNCHRONOUS_COMMIT:-off}, fsync=on, unix socket," \
+	"load average $(cut -d' ' -f1-3 /proc/loadavg)"
+"$BUILD/bench/ledger_bench" --dsn "host=$tmp/pg port=$port user=postgres dbname=postgres" \
+	--server-pid "$(head -n 1 "$tmp/pg/postmaster.pid")" "$@"
+echo "# load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -7,9 +7,11 @@
  * Keeps up to P ReceiveMessage calls of up to 10 messages in flight, deletes
  * what each receive brought with one DeleteMessageBatch, and stops after N
  * deletes. With --slots C it also obeys the worker's rule: at most C
- * messages asked for or in hand (until their delete is sent), and a second
- * poll only for a full batch of 10 (the worker's receive pattern, minus the
- * work). Without it, P polls of 10 are always out. Prints one line:
+ * messages asked for or in hand (until their delete is answered, as a
+ * worker's slot is held until the outcome is recorded), a second poll only
+ * for a full batch of 10, a lone poll after a 50 ms wait for more slots
+ * (the worker's receive pattern, minus the work). Without it, P polls of 10
+ * are always out. Prints one line:
  *   ceiling n=N secs=S rate=R p50_ms=A p99_ms=B cpu_s=C maxrss_kb=K
  * where the latencies are receive time - SentTimestamp. Built and run by
  * tests/bench/worker_bench.sh. */
@@ -34,6 +36,7 @@ struct ceiling {
 	int polls, max_polls;
 	long slots;      /* 0: no limit */
 	long asked;      /* messages asked for by the polls in flight */
+	long held;       /* received, delete not yet answered (a worker's busy slots) */
 	ev_timer gather; /* the worker's 50 ms wait for a fuller batch */
 	bool gathered;
 	double *lat;
@@ -50,14 +53,19 @@ static void poll_more(struct ceiling *s);
 static void
 on_deleted(void *arg, int rc, struct sqs_reply *r, const char *err)
 {
-	struct ceiling *s = arg;
+	struct poll *d = arg; /* n: the messages of this batch */
+	struct ceiling *s = d->s;
 
 	if (rc < 0)
 		fprintf(stderr, "delete: %s\n", err);
 	else
 		s->deleted += (long)(r->n_entries - r->n_failed);
+	s->held -= d->n;
+	free(d);
 	if (s->deleted >= s->target)
 		ev_break(s->loop, EVBREAK_ALL);
+	else
+		poll_more(s);
 }
 
 static void
@@ -80,11 +88,21 @@ on_received(void *arg, int rc, struct sqs_reply *r, const char *err)
 			if (s->received < s->target)
 				s->lat[s->received] = (double)(now - r->messages[i].sent_ms);
 			s->received++;
+			s->held++;
 			handles[i] = r->messages[i].receipt_handle;
 		}
-		if (r->n_messages && !sqs_delete_batch_async(s->c, s->m, s->url, handles,
-							      r->n_messages, on_deleted, s, e))
-			fprintf(stderr, "delete: %s\n", e);
+		if (r->n_messages) {
+			struct poll *d = malloc(sizeof(*d));
+
+			d->s = s;
+			d->n = (long)r->n_messages;
+			if (!sqs_delete_batch_async(s->c, s->m, s->url, handles, r->n_messages,
+						    on_deleted, d, e)) {
+				fprintf(stderr, "delete: %s\n", e);
+				s->held -= d->n;
+				free(d);
+			}
+		}
 	}
 	poll_more(s);
 }
@@ -96,7 +114,7 @@ poll_more(struct ceiling *s)
 	char err[DTQ_ERRLEN];
 
 	while (s->polls < s->max_polls && s->received < s->target) {
-		long n = s->slots ? s->slots - s->asked : 10;
+		long n = s->slots ? s->slots - s->asked - s->held : 10;
 
 		if (n > 10)
 			n = 10;

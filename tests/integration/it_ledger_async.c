@@ -247,6 +247,13 @@ test_claim_heartbeat_complete_cycle(void **state)
 	assert_int_equal(g.outcome, LEDGER_ALREADY_DONE);
 	assert_int_equal(g.state, LEDGER_STATE_SUCCEEDED);
 	got_reset(&g);
+	{
+		/* the three statements went out prepared, each once per connection */
+		struct pg_async_stats st;
+
+		pg_async_pool_stats(ledger_async_pool(la), &st);
+		assert_true(st.prepared >= 3 && st.prepared <= 6);
+	}
 	close_async();
 }
 

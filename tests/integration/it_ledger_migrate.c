@@ -184,7 +184,7 @@ test_concurrent_migrate_processes(void **state)
 static void
 test_status_and_dry_run_output(void **state)
 {
-	char schema[64], *out = NULL;
+	char schema[64], want[64], *out = NULL;
 
 	UNUSED(state);
 	fx_schema_name(schema, sizeof(schema));
@@ -203,13 +203,17 @@ test_status_and_dry_run_output(void **state)
 	free(out);
 
 	assert_int_equal(run_dtq(schema, &out, "migrate", NULL), 0);
-	assert_contains(out, "migrated from version 0 to 1");
+	snprintf(want, sizeof(want), "migrated from version 0 to %d", LEDGER_SCHEMA_VERSION);
+	assert_contains(out, want);
 	free(out);
 	assert_int_equal(run_dtq(schema, &out, "migrate", NULL), 0);
-	assert_contains(out, "up to date at version 1");
+	snprintf(want, sizeof(want), "up to date at version %d", LEDGER_SCHEMA_VERSION);
+	assert_contains(out, want);
 	free(out);
 	assert_int_equal(run_dtq(schema, &out, "migrate", "--status", NULL), 0);
 	assert_contains(out, "applied: 1");
+	snprintf(want, sizeof(want), "applied: %d", LEDGER_SCHEMA_VERSION);
+	assert_contains(out, want);
 	assert_contains(out, "up to date");
 	free(out);
 	assert_int_equal(run_dtq(schema, &out, "migrate", "--dry-run", NULL), 0);
@@ -217,6 +221,183 @@ test_status_and_dry_run_output(void **state)
 	free(out);
 	assert_int_equal(run_dtq(schema, &out, "migrate", "--dry-run", "--status", NULL), 2);
 	free(out);
+	fx_drop(schema);
+}
+
+/* A checksum of every row of a table, to show an upgrade changed no data. */
+static char *
+table_digest(struct ledger *l, const char *table)
+{
+	char *sql = xasprintf("SELECT md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), ''))"
+			      " FROM %s AS x", table);
+	PGresult *res = fx_sql(l, sql);
+	char *digest = xstrdup(PQgetvalue(res, 0, 0));
+
+	PQclear(res);
+	free(sql);
+	return digest;
+}
+
+/* Runs SQL expected to fail; returns the ledger's code (err in fx_err). */
+static int
+sql_rc(struct ledger *l, const char *sql)
+{
+	PGresult *res = NULL;
+	int rc = ledger_exec(l, sql, NULL, &res, fx_err);
+
+	PQclear(res);
+	return rc;
+}
+
+static void
+complete_as(struct ledger *l, const char *key, int64_t fence, enum ledger_state state)
+{
+	struct ledger_complete_req req = {.key = key, .fence = fence, .state = state,
+					  .has_exit_code = true};
+	struct ledger_complete_res res;
+
+	fx_check(ledger_complete(l, &req, &res, fx_err));
+	assert_int_equal(res.outcome, LEDGER_OK);
+}
+
+/* A schema at version 1 with rows in every state (and a few hundred old
+ * ones) is upgraded to the current version by `dtq migrate`: no row changes,
+ * every rule is still enforced, and the tasks that were in flight carry on. */
+static void
+test_upgrade_from_v1_populated(void **state)
+{
+	char schema[64], *sql, *tasks_before, *attempts_before, *tasks_after, *attempts_after;
+	char *out = NULL;
+	struct ledger *l;
+	struct ledger_heartbeat_req hb = {.key = "running", .fence = 1, .lease_ms = 60000};
+	struct ledger_heartbeat_res hres;
+	struct ledger_reap_req rq = {.resend_after_ms = 3600000, .worker_stale_ms = 3600000};
+	struct ledger_reap_res rres;
+	int64_t fence = 0;
+	int from = -1, to = -1;
+
+	UNUSED(state);
+	fx_schema_name(schema, sizeof(schema));
+	l = fx_open(schema, false);
+	fx_check(ledger_migrate_to(l, 1, &from, &to, fx_err));
+	assert_int_equal(from, 0);
+	assert_int_equal(to, 1);
+	assert_int_equal(ledger_check_version(l, fx_err), -DTQ_ESTATE);
+	assert_contains(fx_err, "run `dtq migrate`");
+
+	/* rows in every state, through the ledger's own statements */
+	fx_submit(l, "done", 3);
+	assert_int_equal(fx_claim(l, "done", "w1", 60000, &fence), LEDGER_CLAIMED);
+	complete_as(l, "done", fence, LEDGER_STATE_SUCCEEDED);
+	fx_submit(l, "retry", 3);
+	assert_int_equal(fx_claim(l, "retry", "w1", 60000, &fence), LEDGER_CLAIMED);
+	complete_as(l, "retry", fence, LEDGER_STATE_QUEUED);
+	fx_submit(l, "running", 3);
+	assert_int_equal(fx_claim(l, "running", "w1", 60000, &fence), LEDGER_CLAIMED);
+	fx_submit(l, "expired", 3);
+	assert_int_equal(fx_claim(l, "expired", "w1", 60000, &fence), LEDGER_CLAIMED);
+	fx_expire(l, "expired");
+	fx_submit(l, "expired2", 3);
+	assert_int_equal(fx_claim(l, "expired2", "w1", 60000, &fence), LEDGER_CLAIMED);
+	fx_expire(l, "expired2");
+	fx_submit(l, "queued", 3);
+	fx_exec(l, "INSERT INTO tasks (key, task_name, payload_sha256, state, fence, attempts,"
+		   " exit_code, finished_at, sent_at, labels)"
+		   " SELECT 'old/' || i, 'dtq.exec', md5(i::text) || md5(i::text),"
+		   " CASE WHEN i % 3 = 0 THEN 'failed' ELSE 'succeeded' END, 1, 1, i % 2,"
+		   " now() - interval '1 day', now() - interval '1 day', '{\"n\": 1}'"
+		   " FROM generate_series(1, 500) AS i");
+	fx_exec(l, "INSERT INTO attempts (key, fence, worker, ended_at, outcome, exit_code)"
+		   " SELECT key, 1, 'w0', finished_at, state, exit_code FROM tasks"
+		   " WHERE key LIKE 'old/%'");
+	tasks_before = table_digest(l, "tasks");
+	attempts_before = table_digest(l, "attempts");
+	ledger_close(l);
+
+	/* the upgrade, as an operator runs it */
+	assert_int_equal(run_dtq(schema, &out, "migrate", NULL), 0);
+	sql = xasprintf("migrated from version 1 to %d", LEDGER_SCHEMA_VERSION);
+	assert_contains(out, sql);
+	free(sql);
+	free(out);
+	assert_int_equal(version_of(schema), LEDGER_SCHEMA_VERSION);
+	l = fx_open(schema, false);
+	fx_check(ledger_check_version(l, fx_err));
+
+	/* no row changed */
+	tasks_after = table_digest(l, "tasks");
+	attempts_after = table_digest(l, "attempts");
+	assert_string_equal(tasks_after, tasks_before);
+	assert_string_equal(attempts_after, attempts_before);
+
+	/* the new shape: no index on a column a heartbeat sets, one CHECK per
+	 * table, an inlinable epoch_ms, the clients' search_path */
+	assert_int_equal(fx_int(l, "SELECT count(*) FROM pg_index WHERE indrelid = 'tasks'::regclass"
+				   " AND (pg_get_indexdef(indexrelid) LIKE '%lease_until%'"
+				   "   OR pg_get_indexdef(indexrelid) LIKE '%updated_at%'"
+				   "   OR coalesce(pg_get_expr(indpred, indrelid), '') LIKE '%lease_until%')"),
+			 0);
+	assert_int_equal(fx_int(l, "SELECT count(*) FROM pg_index WHERE indrelid = 'attempts'::regclass"),
+			 1);
+	assert_int_equal(fx_int(l, "SELECT count(*) FROM pg_constraint WHERE contype = 'c'"
+				   " AND conrelid IN ('tasks'::regclass, 'attempts'::regclass)"
+				   " AND convalidated"), /* small tables: validated at once */
+			 2);
+	assert_int_equal(fx_int(l, "SELECT count(*) FROM pg_proc WHERE oid = 'epoch_ms'::regproc"
+				   " AND provolatile = 's'"),
+			 1);
+	sql = xasprintf("SELECT count(*) FROM pg_proc WHERE pronamespace = '%s'::regnamespace"
+			" AND proconfig = ARRAY['search_path=pg_catalog, %s, pg_temp']",
+			schema, schema);
+	assert_int_equal(fx_int(l, sql), 5);
+	free(sql);
+
+	/* every rule is still enforced, and named as before */
+	assert_int_equal(sql_rc(l, "UPDATE tasks SET owner = NULL WHERE key = 'running'"),
+			 -DTQ_EINVAL);
+	assert_contains(fx_err, "running_has_lease");
+	assert_int_equal(sql_rc(l, "UPDATE tasks SET payload_sha256 = 'ABC' WHERE key = 'done'"),
+			 -DTQ_EINVAL);
+	assert_contains(fx_err, "tasks_payload_sha256_check");
+	assert_int_equal(sql_rc(l, "UPDATE attempts SET outcome = 'maybe' WHERE key = 'done'"),
+			 -DTQ_EINVAL);
+	assert_contains(fx_err, "attempts_outcome_check");
+
+	/* the task in flight carries on: its heartbeat is a HOT update */
+	fx_exec(l, "BEGIN");
+	fx_check(ledger_heartbeat(l, &hb, &hres, fx_err));
+	assert_int_equal(hres.outcome, LEDGER_OK);
+	assert_int_equal(fx_int(l, "SELECT pg_stat_get_xact_tuples_hot_updated('tasks'::regclass)"),
+			 1);
+	fx_exec(l, "COMMIT");
+	complete_as(l, "running", 1, LEDGER_STATE_SUCCEEDED);
+	assert_int_equal(fx_int(l, "SELECT count(*) FROM attempts WHERE key = 'running'"
+				   " AND outcome = 'succeeded' AND ended_at IS NOT NULL"),
+			 1);
+	/* an expired lease is taken over: the lost execution's row is closed */
+	assert_int_equal(fx_claim(l, "expired", "w2", 60000, &fence), LEDGER_CLAIMED);
+	assert_int_equal(fence, 2);
+	assert_int_equal(fx_int(l, "SELECT count(*) FROM attempts WHERE key = 'expired'"
+				   " AND ((fence = 1 AND outcome = 'lost' AND ended_at IS NOT NULL)"
+				   "   OR (fence = 2 AND ended_at IS NULL))"),
+			 2);
+	assert_int_equal(fx_claim(l, "done", "w2", 60000, NULL), LEDGER_ALREADY_DONE);
+	assert_int_equal(fx_claim(l, "retry", "w2", 60000, &fence), LEDGER_CLAIMED);
+	assert_int_equal(fence, 2);
+	assert_int_equal(fx_claim(l, "queued", "w2", 60000, &fence), LEDGER_CLAIMED);
+	assert_int_equal(fence, 1);
+	/* the reaper finds the other expired lease through the new index */
+	fx_check(ledger_reap(l, &rq, &rres, fx_err));
+	assert_int_equal(rres.n, 1);
+	assert_string_equal(rres.v[0].key, "expired2");
+	assert_int_equal(rres.v[0].action, LEDGER_REAP_REQUEUED);
+	ledger_reap_res_cleanup(&rres);
+
+	free(tasks_before);
+	free(attempts_before);
+	free(tasks_after);
+	free(attempts_after);
+	ledger_close(l);
 	fx_drop(schema);
 }
 
@@ -248,6 +429,7 @@ main(void)
 		cmocka_unit_test(test_concurrent_migrate_processes),
 		cmocka_unit_test(test_status_and_dry_run_output),
 		cmocka_unit_test(test_applet_refuses_unmigrated_schema),
+		cmocka_unit_test(test_upgrade_from_v1_populated),
 	};
 
 	if (!getenv("DTQ_TEST_PG_DSN")) {

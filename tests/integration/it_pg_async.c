@@ -48,6 +48,7 @@ struct rec {
 	long long v0, v1; /* first row, first two columns, when numbers */
 	int order;        /* completion order, from 1 */
 	size_t in_flight_seen;
+	int nfields;
 };
 
 static int completions;
@@ -61,6 +62,7 @@ rec_cb(enum pg_async_status st, PGresult *res, const char *errmsg, void *ud)
 	r->st = st;
 	r->order = ++completions;
 	r->has_res = res != NULL;
+	r->nfields = res ? PQnfields(res) : 0;
 	snprintf(r->msg, sizeof(r->msg), "%s", errmsg ? errmsg : "");
 	if (res && PQresultErrorField(res, PG_DIAG_SQLSTATE))
 		snprintf(r->sqlstate, sizeof(r->sqlstate), "%s",
@@ -218,6 +220,28 @@ submit_timeout(struct pg_async_pool *pool, const char *sql, int64_t timeout_ms, 
 	memset(r, 0, sizeof(*r));
 	assert_int_equal(pg_async_exec_params(pool, sql, 0, NULL, NULL, NULL, 0, timeout_ms, rec_cb,
 					      r, err), 0);
+}
+
+/* A prepared statement with one text parameter (NULL: none). */
+static void
+submit_prepared(struct pg_async_pool *pool, const char *sql, const char *param, struct rec *r)
+{
+	char err[DTQ_ERRLEN];
+	const char *values[1] = {param};
+
+	memset(r, 0, sizeof(*r));
+	assert_int_equal(pg_async_exec_prepared(pool, sql, param ? 1 : 0, param ? values : NULL,
+						NULL, NULL, 0, 0, rec_cb, r, err),
+			 0);
+}
+
+static uint64_t
+prepared_count(struct pg_async_pool *pool)
+{
+	struct pg_async_stats st;
+
+	pg_async_pool_stats(pool, &st);
+	return st.prepared;
 }
 
 /* ---- the server: blocking helpers are fine here, outside the client ---- */
@@ -606,6 +630,161 @@ test_readiness(void **state)
 	free_pool(pool);
 }
 
+/* A text is prepared once per connection and then run by name, pipelined
+ * or not; after its connections are killed it is prepared again on the new
+ * ones. */
+static void
+test_prepared_once_per_connection(void **state)
+{
+	enum { N = 40 };
+	static struct rec r[N];
+	struct recs rs = {r, N};
+	char param[N][16];
+	int depth, i;
+
+	UNUSED(state);
+	for (depth = 1; depth <= 4; depth += 3) {
+		struct pg_async_opts o;
+		struct pg_async_pool *pool;
+		char err[DTQ_ERRLEN];
+		uint64_t before;
+
+		pg_async_opts_init(&o);
+		o.conninfo = dsn;
+		o.application_name = "it_pga_prepared";
+		o.pool_size = 2;
+		o.pipeline_depth = depth;
+		o.backoff_min_ms = 20;
+		o.backoff_max_ms = 200;
+		pool = pg_async_pool_new(loop, &o, err);
+		assert_non_null(pool);
+		cur_pool = pool;
+		assert_true(run_until(pool_connected_all, pool, 10000));
+		for (i = 0; i < N; i++) {
+			snprintf(param[i], sizeof(param[i]), "%d", i);
+			submit_prepared(pool, "SELECT $1::int + 1, 7", param[i], &r[i]);
+		}
+		assert_true(run_until(all_done, &rs, 30000));
+		for (i = 0; i < N; i++) {
+			assert_int_equal(r[i].st, PG_ASYNC_OK);
+			assert_int_equal(r[i].v0, i + 1);
+			assert_int_equal(r[i].v1, 7);
+		}
+		assert_true(prepared_count(pool) >= 1 && prepared_count(pool) <= 2);
+
+		/* new sessions know no names: prepared again */
+		before = prepared_count(pool);
+		sql_blocking("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+			     " WHERE application_name = 'it_pga_prepared'");
+		run_for(300);
+		assert_true(run_until(pool_connected_all, pool, 10000));
+		for (i = 0; i < N; i++)
+			submit_prepared(pool, "SELECT $1::int + 1, 7", param[i], &r[i]);
+		assert_true(run_until(all_done, &rs, 30000));
+		for (i = 0; i < N; i++) {
+			assert_int_equal(r[i].st, PG_ASYNC_OK);
+			assert_int_equal(r[i].v0, i + 1);
+		}
+		assert_true(prepared_count(pool) > before);
+		assert_true(prepared_count(pool) <= before + 2);
+		free_pool(pool);
+	}
+}
+
+/* A Parse that fails answers its statement, and those pipelined behind it,
+ * with its own error (not "prepared statement does not exist"); once the
+ * table exists the text is prepared and runs. */
+static void
+test_prepared_parse_error(void **state)
+{
+	struct pg_async_pool *pool = new_pool(dsn, 1, 4);
+	static struct rec r[3];
+	struct recs rs = {r, 3};
+	uint64_t before;
+	int i;
+
+	UNUSED(state);
+	sql_blocking("DROP TABLE IF EXISTS it_pga_p");
+	assert_true(run_until(pool_connected_all, pool, 10000));
+	for (i = 0; i < 3; i++)
+		submit_prepared(pool, "SELECT count(*) FROM it_pga_p", NULL, &r[i]);
+	assert_true(run_until(all_done, &rs, 30000));
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(r[i].st, PG_ASYNC_ESQL);
+		assert_string_equal(r[i].sqlstate, "42P01");
+	}
+	sql_blocking("CREATE TABLE it_pga_p (id int)");
+	before = prepared_count(pool);
+	submit_prepared(pool, "SELECT count(*) FROM it_pga_p", NULL, &r[0]);
+	assert_true(run_until(rec_done, &r[0], 30000));
+	assert_int_equal(r[0].st, PG_ASYNC_OK);
+	assert_int_equal(r[0].v0, 0);
+	assert_int_equal(prepared_count(pool), before + 1); /* still prepared, by a new name */
+	free_pool(pool);
+	sql_blocking("DROP TABLE it_pga_p");
+}
+
+/* A schema change that alters a prepared statement's result type makes the
+ * server refuse the old plan; the statement is prepared again and runs. */
+static void
+test_prepared_result_type_change(void **state)
+{
+	struct pg_async_pool *pool = new_pool(dsn, 1, 1);
+	static struct rec r;
+	struct pg_async_stats st;
+
+	UNUSED(state);
+	sql_blocking("DROP TABLE IF EXISTS it_pga_r; CREATE TABLE it_pga_r (a int);"
+		     " INSERT INTO it_pga_r VALUES (5)");
+	submit_prepared(pool, "SELECT * FROM it_pga_r", NULL, &r);
+	assert_true(run_until(rec_done, &r, 30000));
+	assert_int_equal(r.st, PG_ASYNC_OK);
+	assert_int_equal(r.nfields, 1);
+	sql_blocking("ALTER TABLE it_pga_r ADD COLUMN b int DEFAULT 7");
+	submit_prepared(pool, "SELECT * FROM it_pga_r", NULL, &r);
+	assert_true(run_until(rec_done, &r, 30000));
+	assert_int_equal(r.st, PG_ASYNC_OK);
+	assert_int_equal(r.nfields, 2);
+	assert_int_equal(r.v0, 5);
+	assert_int_equal(r.v1, 7);
+	pg_async_pool_stats(pool, &st);
+	assert_int_equal(st.prepared, 2);
+	assert_int_equal(st.esql, 0);
+	free_pool(pool);
+	sql_blocking("DROP TABLE it_pga_r");
+}
+
+/* A session that loses our names (as behind a transaction-mode pooler) is
+ * noticed: the statement is sent again unnamed, and so is everything after. */
+static void
+test_prepared_names_lost(void **state)
+{
+	struct pg_async_pool *pool = new_pool(dsn, 1, 1);
+	static struct rec r, dealloc;
+	struct pg_async_stats st;
+
+	UNUSED(state);
+	submit_prepared(pool, "SELECT 41 + 1", NULL, &r);
+	assert_true(run_until(rec_done, &r, 30000));
+	assert_int_equal(r.st, PG_ASYNC_OK);
+	assert_int_equal(prepared_count(pool), 1);
+	submit_text(pool, "DEALLOCATE ALL", 0, &dealloc);
+	assert_true(run_until(rec_done, &dealloc, 30000));
+	assert_int_equal(dealloc.st, PG_ASYNC_OK);
+	submit_prepared(pool, "SELECT 41 + 1", NULL, &r);
+	assert_true(run_until(rec_done, &r, 30000));
+	assert_int_equal(r.st, PG_ASYNC_OK);
+	assert_int_equal(r.v0, 42);
+	submit_prepared(pool, "SELECT 2", NULL, &r);
+	assert_true(run_until(rec_done, &r, 30000));
+	assert_int_equal(r.st, PG_ASYNC_OK);
+	assert_int_equal(r.v0, 2);
+	pg_async_pool_stats(pool, &st);
+	assert_int_equal(st.prepared, 1);
+	assert_int_equal(st.esql, 0);
+	free_pool(pool);
+}
+
 /* Restart with statements in flight: they fail retryably, the pool
  * reconnects alone, later statements work, and nothing is half-written. */
 static void
@@ -873,6 +1052,10 @@ main(void)
 		cmocka_unit_test_teardown(test_queued_timeout_without_server, test_teardown),
 		cmocka_unit_test_teardown(test_free_fails_pending, test_teardown),
 		cmocka_unit_test_teardown(test_readiness, test_teardown),
+		cmocka_unit_test_teardown(test_prepared_once_per_connection, test_teardown),
+		cmocka_unit_test_teardown(test_prepared_parse_error, test_teardown),
+		cmocka_unit_test_teardown(test_prepared_result_type_change, test_teardown),
+		cmocka_unit_test_teardown(test_prepared_names_lost, test_teardown),
 		cmocka_unit_test_teardown(test_restart_with_statements_in_flight, test_teardown),
 		cmocka_unit_test_teardown(test_loop_not_blocked_while_server_down, test_teardown),
 		cmocka_unit_test_teardown(test_loop_not_blocked_by_hung_server, test_teardown),

@@ -20,7 +20,8 @@ running() { [ "$(wl_psql "SELECT count(*) FROM tasks WHERE state='running' AND k
 
 # ---- graceful: three tasks finish, exit 0, nothing comes back ----
 wl_start_worker w1 --concurrency 4
-for i in 1 2 3; do wl_py send "drain/$i" -- /bin/sh "$WL_DIR/task.sh" "drain/$i" 3 >/dev/null; done
+# long enough that all three overlap even when moto hands them out slowly under load
+for i in 1 2 3; do wl_py send "drain/$i" -- /bin/sh "$WL_DIR/task.sh" "drain/$i" 8 >/dev/null; done
 check "graceful: three tasks running" wl_wait running drain/ 3
 kill -TERM "$WL_PID_w1"
 sleep 0.3
