@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -559,6 +560,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         stack.teardown()
         services.stop()
+        if os.environ.get("KEEP") != "1" and all(r["status"] == "SUCCESS" for r in runs):
+            shutil.rmtree(tmp, ignore_errors=True)  # worker logs, DAGSTER_HOME: KEEP=1 keeps
     write_csv(out / "dagster_bench_runs.csv", RUN_FIELDS, runs)
     write_csv(out / "dagster_bench_steps.csv", STEP_FIELDS, steps)
     text = report(runs, steps, [v.name for v in variants])

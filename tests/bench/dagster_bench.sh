@@ -18,6 +18,8 @@
 # installs within PLOT_TIMEOUT seconds, default 180; 0: no plot).
 # Writes OUT/dagster_bench.txt (the table), dagster_bench_runs.csv, dagster_bench_steps.csv,
 # dagster_bench.log (the driver's stderr: Dagster's and the harness's logs).
+# The stack's directory (worker logs, DAGSTER_HOME) is removed after a run without failures
+# unless KEEP=1.
 # Not part of `make test`: it takes minutes (about 2 x RUNS+WARMUP runs of 20-60 s each).
 set -euo pipefail
 
