@@ -20,19 +20,13 @@
 
 #include "dtq/task.h"
 
+#include "fuzz.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const unsigned char fuzz_key[] = "fuzz-key";
 #define FUZZ_KEY_LEN (sizeof(fuzz_key) - 1)
 
-#define FUZZ_CHECK(cond)                                                                   \
-	do {                                                                               \
-		if (!(cond)) {                                                             \
-			fprintf(stderr, "%s:%d: property failed: %s\n", __FILE__, __LINE__, \
-				#cond);                                                    \
-			abort();                                                           \
-		}                                                                          \
-	} while (0)
 
 /* Outcome counts: tests/unit/test_task_fuzz.c reads them to show that its
  * mutations get past the first refusals. */

@@ -181,7 +181,7 @@ fuzz_mutate_from(char *buf, size_t len, size_t from, const char *const *tokens, 
 	}
 }
 
-static void
+static inline void
 fuzz_run_seeds(void)
 {
 	size_t i;
@@ -200,7 +200,7 @@ fuzz_run_seeds(void)
 }
 
 /* iterations inputs, each a seed with 1 to 4 changes. */
-static void
+static inline void
 fuzz_run_mutations(unsigned long iterations, const char *const *tokens, size_t ntokens,
 		   bool keep_head)
 {
