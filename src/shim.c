@@ -737,15 +737,19 @@ worker_infos_cleanup(struct worker_infos *w)
 }
 
 /* The owner of a running task, else the worker of its last execution; fresh
- * when it heartbeated within one lease. */
+ * when it heartbeated within one lease. A worker that registered after it
+ * claimed the task is a new process under the same id (a container restarted
+ * with its hostname and pid): its heartbeats say nothing of the lost one. */
 static const char sql_workers[] =
 	"SELECT x.key, x.wid, w.host, w.pid,\n"
 	"       coalesce(w.state IN ('starting', 'running', 'draining')\n"
-	"                AND w.heartbeat_at > now() - $2::bigint * interval '1 millisecond',\n"
+	"                AND w.heartbeat_at > now() - $2::bigint * interval '1 millisecond'\n"
+	"                AND (x.claimed_at IS NULL OR w.started_at <= x.claimed_at),\n"
 	"                false) AS fresh\n"
 	"FROM (SELECT t.key, coalesce(t.owner, (SELECT a.worker FROM attempts AS a\n"
 	"                                     WHERE a.key = t.key ORDER BY a.fence DESC LIMIT 1))\n"
-	"             AS wid\n"
+	"             AS wid,\n"
+	"             CASE WHEN t.owner IS NOT NULL THEN t.started_at END AS claimed_at\n"
 	"      FROM tasks AS t WHERE t.key IN (SELECT jsonb_array_elements_text($1::jsonb))) AS x\n"
 	"LEFT JOIN workers AS w ON w.id = x.wid\n"
 	"WHERE x.wid IS NOT NULL";

@@ -124,6 +124,12 @@ sql "update $schema.tasks set lease_until = now() - interval '1 second' where ke
 out=$(shim status "$k2")
 check "status of a running task whose lease ran out: lease_expired, worker not alive" jtest "$out" '
 	r["tasks"][0]["lease_expired"] is True and r["tasks"][0]["worker"]["alive"] is False'
+# A new process under the same worker id (a container restarted with its hostname and pid)
+# heartbeats; the lost claim is still not alive.
+sql "update $schema.workers set started_at = now(), heartbeat_at = now() where id = 'w-$$'" >/dev/null
+out=$(shim status "$k2")
+check "a worker id re-registered after the claim does not keep the lost claim alive" jtest "$out" '
+	r["tasks"][0]["lease_expired"] is True and r["tasks"][0]["worker"]["alive"] is False'
 sql "update $schema.tasks set lease_until = now() + interval '1 minute' where key = '$k2'" >/dev/null
 
 # ---- cancel ------------------------------------------------------------------

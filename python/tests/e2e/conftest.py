@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -138,12 +139,18 @@ class Runs:
             raise AssertionError(f"{exc}\n{self.diagnose(run_id)}") from None
 
     def diagnose(self, run_id: str) -> str:
-        lines = [f"run {run_id}: {self.instance.get_run_by_id(run_id).status}"]
-        for entry in list(self.instance.all_logs(run_id))[-40:]:
+        """Why a run is where it is: its status, its last events, its ledger rows, what the
+        workers logged about it, and the status again last (CI may show only a part)."""
+        status = f"run {run_id}: {self.instance.get_run_by_id(run_id).status}"
+        lines = [status]
+        for entry in list(self.instance.all_logs(run_id))[-30:]:
             ev = entry.dagster_event
             kind = ev.event_type_value if ev else "log"
-            lines.append(f"  {kind} {entry.step_key or ''} {entry.message or ''}"[:300])
-        lines.append(self.stack.worker_logs())
+            stamp = time.strftime("%H:%M:%S", time.gmtime(entry.timestamp))
+            lines.append(f"  {stamp} {kind} {entry.step_key or ''} {entry.message or ''}"[:300])
+        lines += [f"  {row}"[:400] for row in self.stack.ledger_rows(run_id)]
+        lines.append(self.stack.worker_logs(about=run_id, lines=15))
+        lines.append(status)
         return "\n".join(lines)
 
     def step_keys(self, run_id: str, event_type: Any) -> list[str]:

@@ -125,6 +125,9 @@ class Stack:
     dtq: Path = field(default_factory=dtq_bin)
     suffix: str = field(default_factory=lambda: secrets.token_hex(4))
     workers: list[Worker] = field(default_factory=list)
+    # Workers ever started: names never repeat, even after the tests killed and replaced some
+    # (two workers with one id would share a lease owner and a log).
+    started: int = 0
     env: dict[str, str] = field(default_factory=dict)
     queue_url: str = ""
     dlq_url: str = ""
@@ -235,7 +238,8 @@ class Stack:
     def start_workers(self, n: int = 3, **overrides: str) -> list[Worker]:
         started = []
         for _ in range(n):
-            name = f"e2e-{self.suffix}-w{len(self.workers) + 1}"
+            self.started += 1
+            name = f"e2e-{self.suffix}-w{self.started}"
             log = self.tmp / f"{name}.log"
             proc = subprocess.Popen(
                 [str(self.dtq), "worker"],
@@ -267,12 +271,32 @@ class Stack:
     def teardown(self) -> None:
         self.stop_workers()
 
-    def worker_logs(self, lines: int = 40) -> str:
+    def worker_logs(self, about: str | None = None, lines: int = 40) -> str:
+        """The last lines of each log, or only those that mention `about` (a run id), without
+        the step processes' Dagster DEBUG chatter: what a failing test needs to say why."""
         out = []
         for log in sorted(self.tmp.glob("*.log")):
-            text = log.read_text(errors="replace").splitlines()[-lines:]
-            out.append(f"--- {log.name}\n" + "\n".join(text))
+            text = log.read_text(errors="replace").splitlines()
+            if about:
+                text = [t for t in text if about in t and " - DEBUG - " not in t]
+            out.append(f"--- {log.name}\n" + "\n".join(text[-lines:]))
         return "\n".join(out)
+
+    def ledger_rows(self, prefix: str) -> list[str]:
+        """Every task and execution row whose key starts with `prefix`, one line each."""
+        tasks = self.query(
+            "SELECT key, state, attempts, fence, owner, cancel_requested, exit_code, error,"
+            " round(extract(epoch FROM lease_until - now())::numeric, 1) AS lease_left_s"
+            " FROM dtq.tasks WHERE key LIKE %s ORDER BY created_at",
+            (prefix + "%",),
+        )
+        attempts = self.query(
+            "SELECT key, fence, worker, to_char(started_at, 'HH24:MI:SS.MS'),"
+            " round(extract(epoch FROM ended_at - started_at)::numeric, 1) AS took_s, outcome,"
+            " exit_code, error FROM dtq.attempts WHERE key LIKE %s ORDER BY started_at",
+            (prefix + "%",),
+        )
+        return [f"task {r}" for r in tasks] + [f"attempt {r}" for r in attempts]
 
     # -- Dagster --------------------------------------------------------------------------
 
