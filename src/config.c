@@ -155,8 +155,9 @@ const struct cfg_key cfg_table[] = {
 	 "Dead-letter unsigned messages. With a signing key set, bad signatures are always refused."},
 	{"kill_grace", CFG_DURATION, OFF(kill_grace), "10s", 0, 10 * MIN, NULL, CFG_G_WORKER,
 	 {"DTQ_KILL_GRACE"},
-	 "Time a task's process group gets between SIGTERM and SIGKILL when the worker stops it "
-	 "(lease lost, cancelled, timed out, shutdown)."},
+	 "Time a task's processes get between SIGTERM and SIGKILL when the worker stops it "
+	 "(lease lost, cancelled, timed out, shutdown), and those its program leaves running "
+	 "when it exits."},
 
 	{"health_addr", CFG_STRING, OFF(health_addr), "127.0.0.1:8080", 0, 0, NULL, CFG_G_HEALTH,
 	 {"DTQ_HEALTH_ADDR"},

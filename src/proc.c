@@ -15,6 +15,7 @@
 
 #include "dtq/log.h"
 #include "dtq/proc.h"
+#include "dtq/proc_guard.h"
 
 extern char **environ;
 
@@ -124,6 +125,7 @@ struct proc {
 	ev_timer grace;         /* SIGTERM -> SIGKILL */
 	struct proc_pipe out, err;
 	struct proc_exit ex;
+	bool guarded;           /* pid is a guard (proc_guard.h), not the program */
 	bool reaped;
 	bool done;              /* the exit callback ran (or is running) */
 	int64_t started_ms;
@@ -158,6 +160,35 @@ signal_group(struct proc *p, int sig)
 	 * not reused while it has members, so this is safe after the reap. */
 	if (kill(-p->pid, sig) < 0 && errno != ESRCH)
 		log_warn("kill(-%d, %d): %s", (int)p->pid, sig, strerror(errno));
+}
+
+static void
+signal_guard(struct proc *p, int sig)
+{
+	if (kill(p->pid, sig) < 0 && errno != ESRCH)
+		log_warn("kill(%d, %d): %s", (int)p->pid, sig, strerror(errno));
+}
+
+/* Sends SIGTERM, SIGCONT or SIGKILL to what the task runs. A guard takes
+ * the request to every descendant, in the program's group or not: it gets
+ * SIGTERM for a stop and SIGUSR2 for a kill (SIGKILL would kill the guard,
+ * the one process that reaches the descendants that left the group), and
+ * SIGCONT in case it was stopped. Once reaped, the guard has done its work,
+ * and its pid, alone in its group, may be reused: nothing is sent then. */
+static void
+signal_task(struct proc *p, int sig)
+{
+	if (!p->guarded) {
+		signal_group(p, sig);
+		return;
+	}
+	if (p->reaped)
+		return;
+	if (sig == SIGKILL) {
+		signal_guard(p, SIGUSR2);
+		sig = SIGCONT;
+	}
+	signal_guard(p, sig);
 }
 
 static void
@@ -224,8 +255,9 @@ deliver_exit(struct proc *p)
 	p->done = true;
 	ev_timer_stop(p->loop, &p->drain);
 	ev_timer_stop(p->loop, &p->grace);
-	/* The task is over: nothing of its process group may outlive it. */
-	if (kill(-p->pid, SIGKILL) == 0)
+	/* The task is over: nothing of its process group may outlive it (a
+	 * guard killed its leftovers before it exited). */
+	if (!p->guarded && kill(-p->pid, SIGKILL) == 0)
 		p->ex.leftovers_killed = true;
 	/* p may be freed by the callback: nothing touches it afterwards */
 	p->on_exit(p, &p->ex, p->arg);
@@ -259,11 +291,19 @@ drain_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 	UNUSED(loop);
 	UNUSED(revents);
-	log_warn("pid %d exited but its output pipes are still open after %lld ms: "
-		 "killing what is left of its process group", (int)p->pid, (long long)p->drain_ms);
+	if (p->guarded) {
+		/* the guard killed every descendant it could before it exited */
+		log_warn("pid %d exited but its output pipes are still open after %lld ms: "
+			 "a process out of the task's reach holds them; closing them",
+			 (int)p->pid, (long long)p->drain_ms);
+	} else {
+		log_warn("pid %d exited but its output pipes are still open after %lld ms: "
+			 "killing what is left of its process group", (int)p->pid,
+			 (long long)p->drain_ms);
+		p->ex.kill_sent = true;
+		signal_group(p, SIGKILL);
+	}
 	p->ex.output_cut = true;
-	p->ex.kill_sent = true;
-	signal_group(p, SIGKILL);
 	if (p->out.fd >= 0)
 		pipe_read_some(&p->out);
 	if (p->err.fd >= 0)
@@ -281,7 +321,7 @@ grace_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	UNUSED(loop);
 	UNUSED(revents);
 	p->ex.kill_sent = true;
-	signal_group(p, SIGKILL);
+	signal_task(p, SIGKILL);
 }
 
 static void
@@ -321,15 +361,15 @@ proc_kill_group(struct proc *p, int64_t grace_ms)
 		ev_timer_stop(p->loop, &p->grace);
 		if (!p->ex.kill_sent) {
 			p->ex.kill_sent = true;
-			signal_group(p, SIGKILL);
+			signal_task(p, SIGKILL);
 		}
 		return;
 	}
 	if (p->ex.term_sent || p->ex.kill_sent)
 		return;
 	p->ex.term_sent = true;
-	signal_group(p, SIGTERM);
-	signal_group(p, SIGCONT);
+	signal_task(p, SIGTERM);
+	signal_task(p, SIGCONT);
 	ev_timer_set(&p->grace, (double)grace_ms / 1000.0, 0.0);
 	ev_timer_start(p->loop, &p->grace);
 }
@@ -340,7 +380,7 @@ proc_free(struct proc *p)
 	if (!p)
 		return;
 	if (!p->reaped) {
-		signal_group(p, SIGKILL);
+		signal_task(p, SIGKILL);
 		ev_child_stop(p->loop, &p->child);
 	}
 	ev_timer_stop(p->loop, &p->drain);
@@ -367,6 +407,7 @@ enum spawn_stage {
 	STAGE_CHDIR,
 	STAGE_EXEC,
 	STAGE_GUARD,
+	STAGE_SUBREAPER,
 };
 
 static const char *
@@ -378,6 +419,7 @@ stage_name(int stage)
 	case STAGE_CHDIR: return "chdir";
 	case STAGE_EXEC: return "execve";
 	case STAGE_GUARD: return "fork (guard)";
+	case STAGE_SUBREAPER: return "prctl(PR_SET_CHILD_SUBREAPER)";
 	}
 	return "?";
 }
@@ -456,68 +498,34 @@ child_fail(int report_fd, int stage)
 	_exit(127);
 }
 
-/* The guard: the process group's leader, parent of the task's program. It
- * waits for the program and exits as it did; if the worker dies first
- * (PR_SET_PDEATHSIG, or getppid() changed before prctl ran), it SIGKILLs the
- * whole group, so that no descendant of a crashed worker's task outlives the
- * lease that guarded it. Signals stay blocked: it takes them with
- * sigwaitinfo(); a SIGTERM sent to the group is for the program, not for it.
- * Async-signal-safe calls only. */
-static NORETURN void
-guard_run(pid_t prog, pid_t worker)
-{
-	sigset_t set;
-	siginfo_t si;
-	int status;
-	pid_t r;
-
-	child_close_from(0);
-	sigemptyset(&set);
-	sigaddset(&set, SIGCHLD);
-	sigaddset(&set, SIGUSR2);
-	if (prctl(PR_SET_PDEATHSIG, SIGUSR2) < 0 || getppid() != worker)
-		goto out_kill_group;
-	for (;;) {
-		if (sigwaitinfo(&set, &si) < 0 && errno != EINTR)
-			goto out_kill_group;
-		if (getppid() != worker)
-			goto out_kill_group;
-		r = waitpid(prog, &status, WNOHANG);
-		if (r == prog)
-			break;
-		if (r < 0 && errno != EINTR)
-			_exit(127);
-	}
-	if (WIFEXITED(status))
-		_exit(WEXITSTATUS(status));
-	/* die of the same signal, so the worker sees what the program saw */
-	signal(WTERMSIG(status), SIG_DFL);
-	sigemptyset(&set);
-	sigaddset(&set, WTERMSIG(status));
-	sigprocmask(SIG_UNBLOCK, &set, NULL);
-	kill(getpid(), WTERMSIG(status));
-	_exit(128 + WTERMSIG(status));
-out_kill_group:
-	kill(0, SIGKILL);
-	_exit(137);
-}
-
-/* In the new session's leader: the guard stays, the child goes on to exec. */
+/* In the new session's leader: it stays as the guard (proc_guard.h), the
+ * program's parent and the task's child subreaper; the child goes on, in a
+ * session of its own, to exec the program. */
 static void
-child_fork_guard(int report_fd, pid_t worker)
+child_fork_guard(int report_fd, pid_t worker, int64_t leftover_grace_ms)
 {
-	pid_t prog = fork();
+	pid_t prog;
 
+	/* before the fork, so that no orphan of the task can slip past it */
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
+		child_fail(report_fd, STAGE_SUBREAPER);
+	prog = fork();
 	if (prog < 0)
 		child_fail(report_fd, STAGE_GUARD);
-	if (prog > 0)
-		guard_run(prog, worker);
+	if (prog > 0) {
+		child_close_from(0);
+		proc_guard_run(prog, worker, leftover_grace_ms);
+	}
+	/* out of the guard's group, so that signals to the program's group
+	 * never reach the guard */
+	if (setsid() < 0)
+		child_fail(report_fd, STAGE_SETSID);
 }
 
 /* Runs in the forked child: only async-signal-safe calls from here on. */
 static NORETURN void
 child_exec(const char *path, char *const *argv, char *const *envp, const char *cwd, int devnull,
-	   int out_w, int err_w, int report_fd, pid_t die_with)
+	   int out_w, int err_w, int report_fd, pid_t die_with, int64_t leftover_grace_ms)
 {
 	struct sigaction sa;
 	sigset_t none;
@@ -534,7 +542,7 @@ child_exec(const char *path, char *const *argv, char *const *envp, const char *c
 	if (setsid() < 0)
 		child_fail(report_fd, STAGE_SETSID);
 	if (die_with > 0)
-		child_fork_guard(report_fd, die_with);
+		child_fork_guard(report_fd, die_with, leftover_grace_ms);
 
 	if ((report_fd = child_lift_fd(report_fd)) < 0)
 		_exit(127);
@@ -661,7 +669,7 @@ proc_spawn(struct ev_loop *loop, const struct proc_opts *o, struct proc **out, c
 	pid = fork();
 	if (pid == 0)
 		child_exec(path, (char *const *)o->argv, (char *const *)envp, o->cwd, devnull,
-			   out_p[1], err_p[1], rep_p[1], parent);
+			   out_p[1], err_p[1], rep_p[1], parent, o->leftover_grace_ms);
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	if (pid < 0) {
 		rc = dtq_fail(err, DTQ_EIO, "fork: %s", strerror(errno));
@@ -679,6 +687,7 @@ proc_spawn(struct ev_loop *loop, const struct proc_opts *o, struct proc **out, c
 	p = xcalloc(1, sizeof(*p));
 	p->loop = loop;
 	p->pid = pid;
+	p->guarded = o->die_with_parent;
 	p->started_ms = dtq_now_ms();
 	p->drain_ms = o->drain_ms > 0 ? o->drain_ms : PROC_DRAIN_MS_DEFAULT;
 	p->on_line = o->on_line;

@@ -832,6 +832,7 @@ job_spawn(struct job *j)
 	po.on_exit = on_child_exit;
 	po.arg = j;
 	po.die_with_parent = true;
+	po.leftover_grace_ms = w->kill_grace_ms;
 	rc = env ? proc_spawn(w->loop, &po, &j->proc, err) : -DTQ_EINVAL;
 	proc_env_free(env);
 	if (rc < 0) {

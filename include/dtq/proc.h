@@ -29,9 +29,12 @@
  * output_cut = true.
  *
  * When the task ends (just before the exit callback), whatever is left of its
- * process group gets SIGKILL: a task leaves no daemon behind. A descendant
- * that left the group (setsid, setpgid) escapes this, as it escapes
- * proc_kill_group().
+ * process group gets SIGKILL: a task leaves no daemon behind. Without a guard
+ * (die_with_parent), a descendant that left the group (setsid, setpgid)
+ * escapes this, as it escapes proc_kill_group(). With a guard, nothing that
+ * descends from the program escapes: the guard is the task's child subreaper
+ * (PR_SET_CHILD_SUBREAPER), every orphan of the task becomes its child, and
+ * it stops and kills them with the program (see die_with_parent).
  *
  * Not thread-safe; everything runs on the loop's thread.
  */
@@ -109,7 +112,9 @@ struct proc_exit {
 	bool kill_sent;     /* SIGKILL was sent (grace over, or drain bound) */
 	bool output_cut;    /* pipes were still open drain_ms after the exit */
 	bool leftovers_killed; /* the group still had members (maybe unreaped
-				* zombies) when the task ended: sent SIGKILL */
+				* zombies) when the task ended: sent SIGKILL.
+				* Never set with a guard, which kills the
+				* leftovers itself before it exits. */
 	int64_t runtime_ms; /* spawn to reap */
 };
 
@@ -135,12 +140,26 @@ struct proc_opts {
 	proc_line_fn *on_line;  /* may be NULL: output is read and dropped */
 	proc_exit_fn *on_exit;  /* required */
 	void *arg;              /* passed to both callbacks */
-	/* SIGKILL the child's whole process group when the worker dies, so
-	 * that a crashed worker's task cannot outlive the lease that guarded
-	 * it. The group's leader is then a small guard process (the pid
-	 * reported) that waits for the program and exits as it did; it uses
-	 * PR_SET_PDEATHSIG. Descendants that leave the group escape it. */
+	/* Lead the program by a small guard process (the pid reported;
+	 * include/dtq/proc_guard.h) that waits for it and exits as it did.
+	 * The program runs in a session and group of its own, below the
+	 * guard; the guard is the task's child subreaper, so every descendant
+	 * stays within its reach, even one that started its own session or
+	 * group. The guard
+	 *   - SIGKILLs every descendant when the worker dies
+	 *     (PR_SET_PDEATHSIG), so that a crashed worker's task cannot
+	 *     outlive the lease that guarded it;
+	 *   - takes proc_kill_group()'s SIGTERM and SIGKILL to every
+	 *     descendant (it is sent SIGTERM, resp. SIGUSR2, itself);
+	 *   - when the program has ended, sends SIGTERM (and SIGCONT) to
+	 *     whatever descends from it still, SIGKILL leftover_grace_ms later,
+	 *     and exits once none is left (at most PROC_GUARD_KILL_WAIT_MS
+	 *     after the SIGKILL), so the pipes reach EOF. A task that leaves
+	 *     nothing behind ends as soon as the program does. */
 	bool die_with_parent;
+	/* With die_with_parent: SIGTERM -> SIGKILL of the leftovers after the
+	 * program has ended. 0: SIGKILL at once. */
+	int64_t leftover_grace_ms;
 };
 
 /* Starts the child; on success *out is an owned proc (proc_free()). loop must
@@ -152,7 +171,9 @@ int proc_spawn(struct ev_loop *loop, const struct proc_opts *o, struct proc **ou
 
 /* SIGTERM (then SIGCONT, to wake a stopped group) to the child's process
  * group, and SIGKILL to the group grace_ms later unless the child was reaped
- * and its output drained by then. grace_ms == 0 sends SIGKILL now.
+ * and its output drained by then. grace_ms == 0 sends SIGKILL now. With a
+ * guard (die_with_parent), the guard sends them, to the program's group and
+ * to every other descendant.
  * Idempotent: later calls never resend SIGTERM nor move the deadline, except
  * that grace_ms == 0 turns a pending grace into SIGKILL at once. No-op once
  * the exit callback ran. */
@@ -164,7 +185,8 @@ bool proc_running(const struct proc *p);
 void *proc_arg(const struct proc *p);
 
 /* Stops every watcher and closes the pipes. A child still running is sent
- * SIGKILL (with its group) first; libev reaps it later. NULL is a no-op. */
+ * SIGKILL (with its group; through its guard, with every descendant) first;
+ * libev reaps it later. NULL is a no-op. */
 void proc_free(struct proc *p);
 
 /* ---- environment of a child ---- */
