@@ -26,7 +26,9 @@
  * child is reaped the pipes get drain_ms more (default 2 s); then the data
  * already buffered is delivered, the rest of the process group is sent
  * SIGKILL, the pipes are closed and the exit callback runs with
- * output_cut = true.
+ * output_cut = true. (With a guard, the descendants were killed before the
+ * guard exited: only a process out of the task's reach can hold the pipes
+ * then, and nothing is sent.)
  *
  * When the task ends (just before the exit callback), whatever is left of its
  * process group gets SIGKILL: a task leaves no daemon behind. Without a guard
