@@ -816,11 +816,15 @@ job_spawn(struct job *j)
 	int rc;
 
 	if (worker_cmd_build(&co, &j->tm, &cmd, err) < 0) {
-		/* not_allowed was checked at intake; only a stored payload gets here */
+		/* Only a stored payload gets here: an inline argv was checked at
+		 * intake. The task is claimed, so its refusal is recorded through
+		 * the fenced complete (dead, as at intake), not dead_letter, which
+		 * leaves a row alone while a live lease (ours) holds it. */
 		j->dlq_reason = WORKER_DLQ_NOT_ALLOWED;
 		snprintf(j->dlq_detail, sizeof(j->dlq_detail), "%s", err);
-		tlog_warn(&j->lt, "refused: %s", err);
-		job_fail_to_record(j, LEDGER_STATE_FAILED, err);
+		snprintf(why, sizeof(why), "%s: %.250s", WORKER_DLQ_NOT_ALLOWED, err);
+		tlog_warn(&j->lt, "refused message %s: %s", j->message_id, why);
+		job_fail_to_record(j, LEDGER_STATE_DEAD, why);
 		return;
 	}
 	env = proc_env_build(w->cfg->env_allow, NULL, (const char *const *)cmd.extra, err);
@@ -979,9 +983,7 @@ on_payload(enum pg_async_status st, PGresult *res, const char *errmsg, void *arg
 		job_fail_to_record(j, LEDGER_STATE_FAILED, err);
 		return;
 	}
-	if (!job_check_allowed(j))
-		return;
-	job_spawn(j);
+	job_spawn(j); /* which refuses a stored argv whose program is not allowed */
 }
 
 static void
