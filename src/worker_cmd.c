@@ -218,6 +218,23 @@ worker_visibility_seconds(int64_t want_ms, int64_t held_ms)
 	return (int)(want_s < room_s ? want_s : room_s);
 }
 
+enum worker_group_turn
+worker_group_turn(enum worker_group_prev prev, bool draining)
+{
+	switch (prev) {
+	case WORKER_PREV_NONE:
+	case WORKER_PREV_DELETED:
+		return draining ? WORKER_TURN_GIVE_BACK : WORKER_TURN_RUN;
+	case WORKER_PREV_ACTIVE:
+		/* the one before decides, when it settles */
+		return WORKER_TURN_WAIT;
+	case WORKER_PREV_KEPT:
+		break;
+	}
+	/* running now would overtake the kept message when SQS delivers it again */
+	return WORKER_TURN_GIVE_BACK;
+}
+
 static const char *
 short_string(const cJSON *v)
 {

@@ -204,6 +204,24 @@ test_visibility_respects_the_12_hour_cap(void **state)
 	assert_int_equal(worker_visibility_seconds(60000, 50000 * 1000LL), 0);
 }
 
+static void
+test_fifo_group_turn(void **state)
+{
+	(void)state;
+	/* alone in its group, or behind a message being deleted: run */
+	assert_int_equal(worker_group_turn(WORKER_PREV_NONE, false), WORKER_TURN_RUN);
+	assert_int_equal(worker_group_turn(WORKER_PREV_DELETED, false), WORKER_TURN_RUN);
+	/* behind one not settled: wait, draining or not (it decides when it settles) */
+	assert_int_equal(worker_group_turn(WORKER_PREV_ACTIVE, false), WORKER_TURN_WAIT);
+	assert_int_equal(worker_group_turn(WORKER_PREV_ACTIVE, true), WORKER_TURN_WAIT);
+	/* behind one that stays in the queue: running would overtake it */
+	assert_int_equal(worker_group_turn(WORKER_PREV_KEPT, false), WORKER_TURN_GIVE_BACK);
+	assert_int_equal(worker_group_turn(WORKER_PREV_KEPT, true), WORKER_TURN_GIVE_BACK);
+	/* a draining worker starts nothing new */
+	assert_int_equal(worker_group_turn(WORKER_PREV_NONE, true), WORKER_TURN_GIVE_BACK);
+	assert_int_equal(worker_group_turn(WORKER_PREV_DELETED, true), WORKER_TURN_GIVE_BACK);
+}
+
 static char *
 guess(const char *body)
 {
@@ -261,6 +279,7 @@ main(void)
 		cmocka_unit_test(test_dlq_reasons),
 		cmocka_unit_test(test_backoff_doubles_and_caps),
 		cmocka_unit_test(test_visibility_respects_the_12_hour_cap),
+		cmocka_unit_test(test_fifo_group_turn),
 		cmocka_unit_test(test_guess_key),
 		cmocka_unit_test(test_describe_exit),
 	};
