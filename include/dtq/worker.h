@@ -99,7 +99,8 @@ void worker_cmd_cleanup(struct worker_cmd *c);
 int64_t worker_retry_backoff_ms(int64_t base_ms, int attempt);
 /* The visibility timeout (seconds) to ask for when want_ms more are wanted,
  * held_ms after the message was received: rounded up, and cut so that the
- * total stays under SQS's 12-hour cap (then possibly 0). */
+ * total stays under SQS's 12-hour cap by at least a second, with held_ms
+ * rounded up too (then possibly 0). */
 int worker_visibility_seconds(int64_t want_ms, int64_t held_ms);
 /* FIFO queues. One receive may bring several messages of one message group,
  * and SQS hands out no more of that group until they are deleted or visible
