@@ -28,6 +28,7 @@ const char worker_usage[] =
 	"  dagster.execute_step  <dagster_entrypoint> api execute_step, with the step's\n"
 	"                        arguments in DAGSTER_COMPRESSED_EXECUTE_STEP_ARGS\n"
 	"  dagster.execute_run   <dagster_entrypoint> api execute_run <ExecuteRunArgs JSON>\n"
+	"  dagster.resume_run    <dagster_entrypoint> api resume_run <ResumeRunArgs JSON>\n"
 	"  dtq.exec              the message's argv, only if its program is listed in\n"
 	"                        exec_allow (empty by default: refused)\n"
 	"A child has its own process group, stdin /dev/null, the worker's variables named\n"

@@ -134,7 +134,8 @@ const struct cfg_key cfg_table[] = {
 	 "ECS's stopTimeout."},
 	{"dagster_entrypoint", CFG_STRING, OFF(dagster_entrypoint), "dagster", 0, 0, NULL,
 	 CFG_G_WORKER, {"DTQ_DAGSTER_ENTRYPOINT"},
-	 "Program run for dagster.* tasks as `<program> api execute_step|execute_run`."},
+	 "Program run for dagster.* tasks: `<program> api execute_step`, `execute_run` or "
+	 "`resume_run`."},
 	{"exec_allow", CFG_STRING, OFF(exec_allow), "", 0, 0, NULL, CFG_G_WORKER,
 	 {"DTQ_EXEC_ALLOW"},
 	 "Comma-separated absolute paths of programs that dtq.exec tasks may run. Empty: dtq.exec "

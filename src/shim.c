@@ -328,21 +328,10 @@ submit_cleanup(struct submit *sub)
 static cJSON *
 parse_kwargs(struct submit *sub, const cJSON *kwargs)
 {
-	const char *want;
+	const char *want = task_kind_kwarg(sub->spec.kind);
 	const cJSON *v, *a;
 	size_t n = 0;
 
-	switch (sub->spec.kind) {
-	case TASK_KIND_EXECUTE_STEP:
-		want = "execute_step_args";
-		break;
-	case TASK_KIND_EXECUTE_RUN:
-		want = "execute_run_args";
-		break;
-	default:
-		want = "argv";
-		break;
-	}
 	if (!cJSON_IsObject(kwargs))
 		return answer_error(SHIM_E_BAD_REQUEST, false, "kwargs must be an object");
 	v = field(kwargs, want);
@@ -473,8 +462,9 @@ parse_submit(struct submit *sub, const struct dtq_config *cfg, const cJSON *req)
 	sub->key = sub->spec.key = key->valuestring;
 	if (!cJSON_IsString(name) ||
 	    (sub->spec.kind = task_kind_from_name(name->valuestring)) == TASK_KIND_NONE) {
-		bad = answer_error(SHIM_E_BAD_REQUEST, false, "task_name must be %s, %s or %s",
-				   TASK_NAME_EXECUTE_STEP, TASK_NAME_EXECUTE_RUN, TASK_NAME_EXEC);
+		bad = answer_error(SHIM_E_BAD_REQUEST, false, "task_name must be %s, %s, %s or %s",
+				   TASK_NAME_EXECUTE_STEP, TASK_NAME_EXECUTE_RUN,
+				   TASK_NAME_RESUME_RUN, TASK_NAME_EXEC);
 		goto out;
 	}
 	sub->task_name = name->valuestring;

@@ -942,13 +942,16 @@ check_step_payload(struct task_msg *m, const cJSON *kwargs, struct why *w)
 	return 0;
 }
 
-/* execute_run_args is serialize_value(ExecuteRunArgs), the JSON text that
- * `dagster api execute_run` takes as its one argument (it has no compressed
- * or environment form). */
+/* The payload of a run worker kind is serialize_value() of Dagster's
+ * ExecuteRunArgs or ResumeRunArgs: the JSON text that `dagster api
+ * execute_run|resume_run` takes as its one argument (neither has a
+ * compressed or environment form). The text goes to the child as it is; dtq
+ * checks that it is one argument's worth of a JSON object of that class. */
 static int
-check_run_payload(struct task_msg *m, const cJSON *kwargs, struct why *w)
+check_run_args(const cJSON *kwargs, const char *name, const char *cls_name, const char **out,
+	       struct why *w)
 {
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(kwargs, "execute_run_args");
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(kwargs, name);
 	const cJSON *cls;
 	struct why inner;
 	cJSON *args = NULL;
@@ -956,25 +959,24 @@ check_run_payload(struct task_msg *m, const cJSON *kwargs, struct why *w)
 	int rc;
 
 	if (!v)
-		return refuse(w, R_BAD_PAYLOAD, "kwargs.execute_run_args is missing");
+		return refuse(w, R_BAD_PAYLOAD, "kwargs.%s is missing", name);
 	if (!cJSON_IsString(v) || !*v->valuestring)
-		return refuse(w, R_BAD_PAYLOAD, "kwargs.execute_run_args must be a non-empty string");
+		return refuse(w, R_BAD_PAYLOAD, "kwargs.%s must be a non-empty string", name);
 	n = strlen(v->valuestring);
 	if (n + 1 > TASK_MAX_ARG_STRLEN)
 		return refuse(w, R_BAD_PAYLOAD,
-			      "kwargs.execute_run_args has %zu bytes, over the %d-byte limit of one "
-			      "argument", n, TASK_MAX_ARG_STRLEN);
+			      "kwargs.%s has %zu bytes, over the %d-byte limit of one argument",
+			      name, n, TASK_MAX_ARG_STRLEN);
 	rc = load_object(v->valuestring, n, TASK_MAX_ARG_STRLEN, &args, &inner);
 	if (rc)
-		return refuse(w, R_BAD_PAYLOAD, "kwargs.execute_run_args is not a JSON object: %s",
+		return refuse(w, R_BAD_PAYLOAD, "kwargs.%s is not a JSON object: %s", name,
 			      inner.text);
 	cls = cJSON_GetObjectItemCaseSensitive(args, "__class__");
-	rc = cJSON_IsString(cls) && strcmp(cls->valuestring, "ExecuteRunArgs") == 0;
+	rc = cJSON_IsString(cls) && strcmp(cls->valuestring, cls_name) == 0;
 	cJSON_Delete(args);
 	if (!rc)
-		return refuse(w, R_BAD_PAYLOAD,
-			      "kwargs.execute_run_args is not a serialized ExecuteRunArgs");
-	m->execute_run_args = v->valuestring;
+		return refuse(w, R_BAD_PAYLOAD, "kwargs.%s is not a serialized %s", name, cls_name);
+	*out = v->valuestring;
 	return 0;
 }
 
@@ -1027,7 +1029,11 @@ check_payload(struct task_msg *m, const cJSON *args, const cJSON *kwargs, struct
 	case TASK_KIND_EXECUTE_STEP:
 		return check_step_payload(m, kwargs, w);
 	case TASK_KIND_EXECUTE_RUN:
-		return check_run_payload(m, kwargs, w);
+		return check_run_args(kwargs, task_kind_kwarg(m->kind), "ExecuteRunArgs",
+				      &m->execute_run_args, w);
+	case TASK_KIND_RESUME_RUN:
+		return check_run_args(kwargs, task_kind_kwarg(m->kind), "ResumeRunArgs",
+				      &m->resume_run_args, w);
 	case TASK_KIND_EXEC:
 		return check_exec_payload(m, args, kwargs, w);
 	case TASK_KIND_NONE:
@@ -1269,7 +1275,7 @@ attach_payload(struct task_msg *m, const char *payload, size_t len, size_t max_l
 	return 0;
 out_free:
 	/* check_payload() may have pointed into root before it failed */
-	m->execute_step_args = m->execute_run_args = NULL;
+	m->execute_step_args = m->execute_run_args = m->resume_run_args = NULL;
 	SAFEFREE(m->argv);
 	m->argc = 0;
 	cJSON_Delete(root);
@@ -1318,19 +1324,32 @@ task_label_find(const struct task_msg *m, const char *name)
 	return NULL;
 }
 
-static const char *const kind_names[] = {
-	[TASK_KIND_NONE] = "",
-	[TASK_KIND_EXECUTE_STEP] = TASK_NAME_EXECUTE_STEP,
-	[TASK_KIND_EXECUTE_RUN] = TASK_NAME_EXECUTE_RUN,
-	[TASK_KIND_EXEC] = TASK_NAME_EXEC,
+/* Each task kind: its task_name and the kwargs key of its payload. */
+static const struct kind_info {
+	const char *name;
+	const char *kwarg;
+} kinds[] = {
+	[TASK_KIND_NONE] = {"", ""},
+	[TASK_KIND_EXECUTE_STEP] = {TASK_NAME_EXECUTE_STEP, "execute_step_args"},
+	[TASK_KIND_EXECUTE_RUN] = {TASK_NAME_EXECUTE_RUN, "execute_run_args"},
+	[TASK_KIND_EXEC] = {TASK_NAME_EXEC, "argv"},
+	[TASK_KIND_RESUME_RUN] = {TASK_NAME_RESUME_RUN, "resume_run_args"},
 };
 
 const char *
 task_kind_name(enum task_kind kind)
 {
-	if ((size_t)kind >= ARRAY_SIZE(kind_names))
+	if ((size_t)kind >= ARRAY_SIZE(kinds))
 		return "";
-	return kind_names[kind];
+	return kinds[kind].name;
+}
+
+const char *
+task_kind_kwarg(enum task_kind kind)
+{
+	if ((size_t)kind >= ARRAY_SIZE(kinds))
+		return "";
+	return kinds[kind].kwarg;
 }
 
 enum task_kind
@@ -1338,8 +1357,8 @@ task_kind_from_name(const char *name)
 {
 	size_t i;
 
-	for (i = 1; i < ARRAY_SIZE(kind_names); i++)
-		if (strcmp(kind_names[i], name) == 0)
+	for (i = 1; i < ARRAY_SIZE(kinds); i++)
+		if (strcmp(kinds[i].name, name) == 0)
 			return (enum task_kind)i;
 	return TASK_KIND_NONE;
 }
@@ -1696,6 +1715,9 @@ check_spec_strings(const struct task_spec *spec, char *err)
 	if (spec->execute_run_args && !utf8_valid(spec->execute_run_args,
 						  strlen(spec->execute_run_args)))
 		return dtq_fail(err, DTQ_EINVAL, "task_build: execute_run_args is not UTF-8");
+	if (spec->resume_run_args && !utf8_valid(spec->resume_run_args,
+						 strlen(spec->resume_run_args)))
+		return dtq_fail(err, DTQ_EINVAL, "task_build: resume_run_args is not UTF-8");
 	for (a = spec->argv; a && *a; a++)
 		if (!utf8_valid(*a, strlen(*a)))
 			return dtq_fail(err, DTQ_EINVAL, "task_build: argv is not UTF-8");
@@ -1707,16 +1729,17 @@ build_kwargs(const struct task_spec *spec)
 {
 	cJSON *kwargs = json_need(cJSON_CreateObject()), *argv;
 	const char *const *a;
+	const char *text = NULL;
 
 	switch (spec->kind) {
 	case TASK_KIND_EXECUTE_STEP:
-		if (spec->execute_step_args)
-			json_add(kwargs, "execute_step_args",
-				 cJSON_CreateString(spec->execute_step_args));
+		text = spec->execute_step_args;
 		break;
 	case TASK_KIND_EXECUTE_RUN:
-		if (spec->execute_run_args)
-			json_add(kwargs, "execute_run_args", cJSON_CreateString(spec->execute_run_args));
+		text = spec->execute_run_args;
+		break;
+	case TASK_KIND_RESUME_RUN:
+		text = spec->resume_run_args;
 		break;
 	case TASK_KIND_EXEC:
 		if (spec->argv) {
@@ -1724,12 +1747,14 @@ build_kwargs(const struct task_spec *spec)
 			for (a = spec->argv; *a; a++)
 				if (!cJSON_AddItemToArray(argv, json_need(cJSON_CreateString(*a))))
 					json_need(NULL);
-			json_add(kwargs, "argv", argv);
+			json_add(kwargs, task_kind_kwarg(spec->kind), argv);
 		}
 		break;
 	case TASK_KIND_NONE:
 		break;
 	}
+	if (text)
+		json_add(kwargs, task_kind_kwarg(spec->kind), cJSON_CreateString(text));
 	return kwargs;
 }
 

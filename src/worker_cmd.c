@@ -131,6 +131,21 @@ push_entrypoint(struct strvec *argv, const char *entry, char *err)
 	return 0;
 }
 
+/* `<entry point> api <command> <args JSON>`: a run worker, new or resumed. */
+static int
+push_run_worker(struct strvec *argv, const struct worker_cmd_opts *o, const char *command,
+		const char *args_json, char *err)
+{
+	int rc;
+
+	if ((rc = push_entrypoint(argv, o->dagster_entrypoint, err)) < 0)
+		return rc;
+	strvec_push(argv, xstrdup("api"));
+	strvec_push(argv, xstrdup(command));
+	strvec_push(argv, xstrdup(args_json ? args_json : "{}"));
+	return 0;
+}
+
 static int
 build_argv(const struct worker_cmd_opts *o, const struct task_msg *m, struct strvec *argv,
 	   struct strvec *extra, char *err)
@@ -148,12 +163,9 @@ build_argv(const struct worker_cmd_opts *o, const struct task_msg *m, struct str
 					     m->execute_step_args ? m->execute_step_args : ""));
 		return 0;
 	case TASK_KIND_EXECUTE_RUN:
-		if ((rc = push_entrypoint(argv, o->dagster_entrypoint, err)) < 0)
-			return rc;
-		strvec_push(argv, xstrdup("api"));
-		strvec_push(argv, xstrdup("execute_run"));
-		strvec_push(argv, xstrdup(m->execute_run_args ? m->execute_run_args : "{}"));
-		return 0;
+		return push_run_worker(argv, o, "execute_run", m->execute_run_args, err);
+	case TASK_KIND_RESUME_RUN:
+		return push_run_worker(argv, o, "resume_run", m->resume_run_args, err);
 	case TASK_KIND_EXEC:
 		if (!m->argv || !m->argv[0] || !worker_exec_allowed(o->exec_allow, m->argv[0]))
 			return dtq_fail(err, DTQ_EREMOTE, "program %.200s is not on exec_allow",

@@ -125,7 +125,7 @@ run_monitoring:
   enabled: true
   start_timeout_seconds: 180
   cancel_timeout_seconds: 180
-  max_resume_run_attempts: 0
+  max_resume_run_attempts: 3   # a run whose run worker died is resumed as a new dtq task
   poll_interval_seconds: 30
 telemetry:
   enabled: false

@@ -44,6 +44,7 @@ struct dtq_config;
 
 #define TASK_NAME_EXECUTE_STEP "dagster.execute_step"
 #define TASK_NAME_EXECUTE_RUN "dagster.execute_run"
+#define TASK_NAME_RESUME_RUN "dagster.resume_run"
 #define TASK_NAME_EXEC "dtq.exec"
 
 /* Labels dtq reads or writes. */
@@ -64,6 +65,7 @@ enum task_kind {
 	TASK_KIND_EXECUTE_STEP, /* dagster.execute_step */
 	TASK_KIND_EXECUTE_RUN,  /* dagster.execute_run */
 	TASK_KIND_EXEC,         /* dtq.exec */
+	TASK_KIND_RESUME_RUN,   /* dagster.resume_run */
 };
 
 /* TaskIQ's LabelType codes (taskiq/labels.py); 0 = no labels_types entry. */
@@ -128,6 +130,7 @@ struct task_msg {
 	 * payload_ref and task_attach_payload() must supply it. */
 	const char *execute_step_args; /* EXECUTE_STEP */
 	const char *execute_run_args;  /* EXECUTE_RUN */
+	const char *resume_run_args;   /* RESUME_RUN */
 	const char **argv;             /* EXEC: argc strings and a NULL */
 	size_t argc;
 	const char *payload_ref;
@@ -166,6 +169,9 @@ void task_reason_code(const char *reason, char *buf, size_t len);
 /* The label called name, or NULL (borrowed). */
 const struct task_label *task_label_find(const struct task_msg *m, const char *name);
 const char *task_kind_name(enum task_kind kind);
+/* The kwargs key that carries a kind's payload ("execute_run_args", "argv",
+ * ...); "" for TASK_KIND_NONE. Static. */
+const char *task_kind_kwarg(enum task_kind kind);
 enum task_kind task_kind_from_name(const char *name);
 
 /* ---- building ---- */
@@ -189,9 +195,10 @@ struct task_spec {
 
 	const char *execute_step_args;  /* EXECUTE_STEP */
 	const char *execute_run_args;   /* EXECUTE_RUN */
+	const char *resume_run_args;    /* RESUME_RUN */
 	const char *const *argv;        /* EXEC, NULL-terminated */
 	/* Or the whole kwargs object as JSON text (e.g. from the executor-shim's
-	 * submit); used instead of the three fields above when set. */
+	 * submit); used instead of the four fields above when set. */
 	const char *kwargs_json;
 
 	/* If the body would exceed max_body, move args and kwargs into

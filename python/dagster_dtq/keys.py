@@ -20,8 +20,7 @@ MAX_KEY_BYTES = 512  # docs/executor-shim.md
 
 TASK_EXECUTE_STEP = "dagster.execute_step"
 TASK_EXECUTE_RUN = "dagster.execute_run"
-# Not in the worker's protocol yet: `<dagster> api resume_run <ResumeRunArgs JSON>`.
-TASK_RESUME_RUN = "dagster.resume_run"
+TASK_RESUME_RUN = "dagster.resume_run"  # the worker runs `<dagster> api resume_run <args>`
 
 
 def step_task_key(run_id: str, step_key: str, attempt: int) -> str:

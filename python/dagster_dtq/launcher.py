@@ -2,7 +2,9 @@
 
 Configured in dagster.yaml; use it with `run_monitoring: {enabled: true}` (docs/dagster.md):
 a run message delivered twice is then ignored by Dagster instead of failing the run, and
-monitoring asks `check_run_worker_health` about runs whose worker died.
+monitoring asks `check_run_worker_health` about runs whose worker died. With
+`max_resume_run_attempts > 0` monitoring then resumes the run: a new task
+(`dagster api resume_run`) whose executor carries on from the run's event log.
 """
 
 from __future__ import annotations
@@ -123,6 +125,14 @@ class DtqRunLauncher(RunLauncher, ConfigurableClass):
         """The task of the run's newest run worker (derived from Dagster's resume count)."""
         return run_task_key(run_id, self._instance.count_resume_run_attempts(run_id))
 
+    def _resume_attempt(self, context: ResumeRunContext) -> int:
+        """Which resume this is (1 for the first): Dagster's number, which it derives from
+        the resume events it logs before calling resume_run, as `_current_key` does; failing
+        that, the count of those events. Each resume is a new key, so a new execution."""
+        if context.resume_attempt_number:
+            return int(context.resume_attempt_number)
+        return max(1, self._instance.count_resume_run_attempts(context.dagster_run.run_id))
+
     # -- RunLauncher ----------------------------------------------------------------------
 
     def launch_run(self, context: LaunchRunContext) -> None:
@@ -146,7 +156,7 @@ class DtqRunLauncher(RunLauncher, ConfigurableClass):
         origin = context.job_code_origin
         if origin is None:
             raise ValueError(f"run {run.run_id} has no job code origin: cannot resume it")
-        attempt = context.resume_attempt_number or 1
+        attempt = self._resume_attempt(context)
         args = ResumeRunArgs(
             job_origin=origin, run_id=run.run_id, instance_ref=self._instance.get_ref()
         )

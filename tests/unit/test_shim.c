@@ -152,6 +152,11 @@ test_submit_fields_checked(void **state)
 	assert_bad_submit("\"key\": \"k\", " STEP ", \"kwargs\": {\"execute_step_args\": 1}");
 	assert_bad_submit("\"key\": \"k\", " STEP ", \"kwargs\": {\"execute_step_args\": \"\"}");
 	assert_bad_submit("\"key\": \"k\", \"task_name\": \"dagster.execute_run\", " KW);
+	assert_bad_submit("\"key\": \"k\", \"task_name\": \"dagster.resume_run\", " KW);
+	assert_bad_submit("\"key\": \"k\", \"task_name\": \"dagster.resume_run\", \"kwargs\": "
+			  "{\"execute_run_args\": \"{}\"}");
+	assert_bad_submit("\"key\": \"k\", \"task_name\": \"dagster.resume_run\", \"kwargs\": "
+			  "{\"resume_run_args\": {}}");
 	assert_bad_submit("\"key\": \"k\", \"task_name\": \"dtq.exec\", \"kwargs\": {\"argv\": []}");
 	assert_bad_submit("\"key\": \"k\", \"task_name\": \"dtq.exec\", \"kwargs\": {\"argv\": "
 			  "[\"echo\", 1]}");
@@ -195,6 +200,12 @@ test_valid_submit_passes_checks(void **state)
 	/* kwargs travels as it is: members beyond the task's argument are kept. */
 	r = serve("{\"op\": \"submit\", \"key\": \"k\", " STEP ", \"kwargs\": "
 		  "{\"execute_step_args\": \"eJwL\", \"other\": [1, {\"x\": null}]}}");
+	assert_error(r, "INTERNAL", false);
+	cJSON_Delete(r);
+	r = serve("{\"op\": \"submit\", \"key\": \"r/run/resume/1\", "
+		  "\"task_name\": \"dagster.resume_run\", \"kwargs\": {\"resume_run_args\": "
+		  "\"{\\\"__class__\\\": \\\"ResumeRunArgs\\\"}\"}, "
+		  "\"labels\": {\"run_id\": \"r\", \"resume_attempt\": \"1\"}}");
 	assert_error(r, "INTERNAL", false);
 	cJSON_Delete(r);
 	r = serve("{\"op\": \"submit\", \"key\": \"k\", \"task_name\": \"dtq.exec\", "

@@ -220,6 +220,28 @@ test_taskiq_execute_run(void **state)
 }
 
 static void
+test_taskiq_resume_run(void **state)
+{
+	struct task_msg m;
+	char reason[256];
+	size_t len;
+	char *body = fixture("resume_run.json", &len);
+
+	(void)state;
+	assert_int_equal(task_parse(body, len, &m, reason, sizeof(reason)), 0);
+	assert_int_equal(m.kind, TASK_KIND_RESUME_RUN);
+	assert_string_equal(m.task_name, "dagster.resume_run");
+	assert_string_equal(m.key, "6a1f0c2e/run/resume/1");
+	assert_string_equal(m.run_id, "6a1f0c2e");
+	assert_string_equal(task_label_find(&m, "resume_attempt")->text, "1");
+	assert_int_equal(m.timeout_ms, 7200500);
+	assert_true(strncmp(m.resume_run_args, "{\"__class__\":\"ResumeRunArgs\"", 28) == 0);
+	assert_null(m.execute_run_args);
+	task_msg_cleanup(&m);
+	free(body);
+}
+
+static void
 test_taskiq_exec(void **state)
 {
 	struct task_msg m;
@@ -715,6 +737,105 @@ test_refuse_bad_payload(void **state)
 	free(big);
 }
 
+/* The reason (the DLQ's dtq_reason detail) of a refused run worker payload. */
+static void
+expect_run_refusal(const char *name, const char *kwargs, const char *text)
+{
+	char *s = envelope(name, "{}", "{}", "[]", kwargs), reason[512];
+	struct task_msg m;
+
+	expect_refusal_str(s, "bad_payload");
+	assert_int_equal(parse_str(s, &m, reason), -DTQ_EINVAL);
+	if (!strstr(reason, text))
+		fail_msg("reason \"%s\" does not say \"%s\"", reason, text);
+	free(s);
+}
+
+/* dagster.resume_run is checked exactly as dagster.execute_run is, each with
+ * its own kwargs key and class. */
+static void
+test_refuse_bad_run_payloads(void **state)
+{
+	static const struct {
+		const char *name, *kwarg, *cls, *other_cls;
+	} kinds[] = {
+		{"dagster.execute_run", "execute_run_args", "ExecuteRunArgs", "ResumeRunArgs"},
+		{"dagster.resume_run", "resume_run_args", "ResumeRunArgs", "ExecuteRunArgs"},
+	};
+	char kw[512], text[128], *big, *bigkw;
+	size_t i, n;
+
+	(void)state;
+	for (i = 0; i < ARRAY_SIZE(kinds); i++) {
+		const char *k = kinds[i].kwarg;
+
+		snprintf(text, sizeof(text), "kwargs.%s is missing", k);
+		expect_run_refusal(kinds[i].name, "{}", text);
+		/* the other kind's key does not stand in for this one's */
+		snprintf(kw, sizeof(kw), "{\"%s\":\"{\\\"__class__\\\":\\\"%s\\\"}\"}",
+			 kinds[1 - i].kwarg, kinds[1 - i].cls);
+		expect_run_refusal(kinds[i].name, kw, text);
+		snprintf(text, sizeof(text), "kwargs.%s must be a non-empty string", k);
+		snprintf(kw, sizeof(kw), "{\"%s\":{\"__class__\":\"%s\"}}", k, kinds[i].cls);
+		expect_run_refusal(kinds[i].name, kw, text);
+		snprintf(kw, sizeof(kw), "{\"%s\":\"\"}", k);
+		expect_run_refusal(kinds[i].name, kw, text);
+		snprintf(kw, sizeof(kw), "{\"%s\":null}", k);
+		expect_run_refusal(kinds[i].name, kw, text);
+		snprintf(text, sizeof(text), "kwargs.%s is not a JSON object", k);
+		snprintf(kw, sizeof(kw), "{\"%s\":\"[1]\"}", k);
+		expect_run_refusal(kinds[i].name, kw, text);
+		snprintf(kw, sizeof(kw), "{\"%s\":\"{\\\"__class__\\\":\"}", k);
+		expect_run_refusal(kinds[i].name, kw, text);
+		snprintf(kw, sizeof(kw), "{\"%s\":\"{} x\"}", k);
+		expect_run_refusal(kinds[i].name, kw, text);
+		snprintf(text, sizeof(text), "kwargs.%s is not a serialized %s", k, kinds[i].cls);
+		snprintf(kw, sizeof(kw), "{\"%s\":\"{\\\"__class__\\\":\\\"%s\\\"}\"}", k,
+			 kinds[i].other_cls);
+		expect_run_refusal(kinds[i].name, kw, text);
+		snprintf(kw, sizeof(kw), "{\"%s\":\"{\\\"__class__\\\":1}\"}", k);
+		expect_run_refusal(kinds[i].name, kw, text);
+		snprintf(kw, sizeof(kw), "{\"%s\":\"{\\\"run_id\\\":\\\"r\\\"}\"}", k);
+		expect_run_refusal(kinds[i].name, kw, text);
+		/* one argument of the child: at most MAX_ARG_STRLEN with its NUL */
+		n = TASK_MAX_ARG_STRLEN + 128;
+		big = malloc(n);
+		bigkw = malloc(n + 64);
+		snprintf(big, n, "{\\\"__class__\\\":\\\"%s\\\",\\\"pad\\\":\\\"", kinds[i].cls);
+		memset(big + strlen(big), 'x', TASK_MAX_ARG_STRLEN);
+		big[TASK_MAX_ARG_STRLEN + 30] = '\0';
+		snprintf(bigkw, n + 64, "{\"%s\":\"%s\\\"}\"}", k, big);
+		snprintf(text, sizeof(text), "over the %d-byte limit of one argument",
+			 TASK_MAX_ARG_STRLEN);
+		expect_run_refusal(kinds[i].name, bigkw, text);
+		free(big);
+		free(bigkw);
+	}
+}
+
+static void
+test_accept_run_payloads_at_the_argument_limit(void **state)
+{
+	const size_t n = TASK_MAX_ARG_STRLEN + 64;
+	char *kw = malloc(n);
+	struct task_msg m;
+	size_t len, pad;
+
+	(void)state;
+	/* {"resume_run_args":"{\"__class__\":\"ResumeRunArgs\",\"p\":\"xx...\"}"}: the
+	 * argument itself is {"__class__":"ResumeRunArgs","p":"xx..."}, 131071 bytes */
+	len = (size_t)snprintf(kw, n, "{\"resume_run_args\":\"{\\\"__class__\\\":"
+			       "\\\"ResumeRunArgs\\\",\\\"p\\\":\\\"");
+	pad = TASK_MAX_ARG_STRLEN - 1 - strlen("{\"__class__\":\"ResumeRunArgs\",\"p\":\"\"}");
+	memset(kw + len, 'x', pad);
+	snprintf(kw + len + pad, n - len - pad, "\\\"}\"}");
+	accept_env("dagster.resume_run", "{}", "{}", "[]", kw, &m);
+	assert_int_equal(m.kind, TASK_KIND_RESUME_RUN);
+	assert_int_equal(strlen(m.resume_run_args), TASK_MAX_ARG_STRLEN - 1);
+	task_msg_cleanup(&m);
+	free(kw);
+}
+
 static void
 test_reason_buffer(void **state)
 {
@@ -837,6 +958,12 @@ test_build_kinds(void **state)
 		.kind = TASK_KIND_EXECUTE_RUN, .task_id = "my-task-1",
 		.execute_run_args = "{\"__class__\":\"ExecuteRunArgs\",\"pipeline_run_id\":\"r\"}",
 	};
+	struct task_spec resume = {
+		.kind = TASK_KIND_RESUME_RUN, .key = "r/run/resume/2", .run_id = "r",
+		.resume_run_args = "{\"__class__\":\"ResumeRunArgs\",\"pipeline_run_id\":\"r\","
+				   "\"pipeline_origin\":{\"__class__\":\"PipelinePythonOrigin\","
+				   "\"pipeline_name\":\"a_job_with_a_long_name\"}}",
+	};
 	struct task_spec ex = {.kind = TASK_KIND_EXEC, .key = "ls/1", .argv = argv,
 			       .timeout_s = 1e-3};
 	struct task_built b;
@@ -852,6 +979,27 @@ test_build_kinds(void **state)
 	assert_string_equal(m.execute_run_args, run.execute_run_args);
 	/* no labels at all: labels_types is {} */
 	assert_non_null(strstr(b.body, "\"labels\":{},\"labels_types\":{}"));
+	task_msg_cleanup(&m);
+	task_built_cleanup(&b);
+
+	assert_int_equal(task_build(&resume, TASK_SQS_MAX_BODY, &b, err), 0);
+	assert_non_null(strstr(b.body, "\"task_name\":\"dagster.resume_run\""));
+	assert_non_null(strstr(b.body, "\"kwargs\":{\"resume_run_args\":"));
+	assert_int_equal(task_parse(b.body, b.len, &m, NULL, 0), 0);
+	assert_int_equal(m.kind, TASK_KIND_RESUME_RUN);
+	assert_string_equal(m.key, "r/run/resume/2");
+	assert_string_equal(m.resume_run_args, resume.resume_run_args);
+	task_msg_cleanup(&m);
+	task_built_cleanup(&b);
+	/* too large for the message: the payload goes to the ledger and comes back */
+	resume.allow_payload_ref = true;
+	assert_int_equal(task_build(&resume, 360, &b, err), 0);
+	assert_non_null(b.payload);
+	assert_int_equal(task_parse(b.body, b.len, &m, NULL, 0), 0);
+	assert_true(m.payload_pending);
+	assert_null(m.resume_run_args);
+	assert_int_equal(task_attach_payload(&m, b.payload, b.payload_len, SIZE_MAX, NULL, 0), 0);
+	assert_string_equal(m.resume_run_args, resume.resume_run_args);
 	task_msg_cleanup(&m);
 	task_built_cleanup(&b);
 
@@ -948,6 +1096,18 @@ test_build_refusals(void **state)
 	s.argv = empty_argv;
 	assert_int_equal(task_build(&s, TASK_SQS_MAX_BODY, &b, err), -DTQ_EINVAL);
 	assert_non_null(strstr(err, "bad_payload"));
+	/* a run kind's payload is checked like a received one, and must be UTF-8 */
+	memset(&s, 0, sizeof(s));
+	s.kind = TASK_KIND_RESUME_RUN;
+	s.execute_run_args = "{\"__class__\":\"ExecuteRunArgs\"}"; /* not this kind's field */
+	assert_int_equal(task_build(&s, TASK_SQS_MAX_BODY, &b, err), -DTQ_EINVAL);
+	assert_non_null(strstr(err, "kwargs.resume_run_args is missing"));
+	s.resume_run_args = "{\"__class__\":\"ExecuteRunArgs\"}";
+	assert_int_equal(task_build(&s, TASK_SQS_MAX_BODY, &b, err), -DTQ_EINVAL);
+	assert_non_null(strstr(err, "not a serialized ResumeRunArgs"));
+	s.resume_run_args = "{\"__class__\":\"ResumeRunArgs\",\"x\":\"\xff\"}";
+	assert_int_equal(task_build(&s, TASK_SQS_MAX_BODY, &b, err), -DTQ_EINVAL);
+	assert_non_null(strstr(err, "resume_run_args is not UTF-8"));
 }
 
 /* Over the size limit: refused, or moved to the ledger with payload_ref. */
@@ -1420,6 +1580,14 @@ test_kind_names(void **state)
 	assert_int_equal(task_kind_from_name("dagster.execute_step"), TASK_KIND_EXECUTE_STEP);
 	assert_int_equal(task_kind_from_name("dagster.execute_run"), TASK_KIND_EXECUTE_RUN);
 	assert_int_equal(task_kind_from_name("dtq.exec"), TASK_KIND_EXEC);
+	assert_int_equal(task_kind_from_name("dagster.resume_run"), TASK_KIND_RESUME_RUN);
+	assert_string_equal(task_kind_name(TASK_KIND_RESUME_RUN), "dagster.resume_run");
+	assert_string_equal(task_kind_kwarg(TASK_KIND_RESUME_RUN), "resume_run_args");
+	assert_string_equal(task_kind_kwarg(TASK_KIND_EXECUTE_RUN), "execute_run_args");
+	assert_string_equal(task_kind_kwarg(TASK_KIND_EXECUTE_STEP), "execute_step_args");
+	assert_string_equal(task_kind_kwarg(TASK_KIND_EXEC), "argv");
+	assert_string_equal(task_kind_kwarg(TASK_KIND_NONE), "");
+	assert_string_equal(task_kind_kwarg((enum task_kind)99), "");
 	assert_int_equal(task_kind_from_name(""), TASK_KIND_NONE);
 	assert_string_equal(task_kind_name(TASK_KIND_EXEC), "dtq.exec");
 	assert_string_equal(task_kind_name((enum task_kind)99), "");
@@ -1433,6 +1601,7 @@ main(void)
 		cmocka_unit_test(test_taskiq_execute_step),
 		cmocka_unit_test(test_taskiq_jsonformatter),
 		cmocka_unit_test(test_taskiq_execute_run),
+		cmocka_unit_test(test_taskiq_resume_run),
 		cmocka_unit_test(test_taskiq_exec),
 		cmocka_unit_test(test_taskiq_plain_task_unknown),
 		cmocka_unit_test(test_appendix_b_labels),
@@ -1446,6 +1615,8 @@ main(void)
 		cmocka_unit_test(test_refuse_bad_labels),
 		cmocka_unit_test(test_refuse_unknown_task),
 		cmocka_unit_test(test_refuse_bad_payload),
+		cmocka_unit_test(test_refuse_bad_run_payloads),
+		cmocka_unit_test(test_accept_run_payloads_at_the_argument_limit),
 		cmocka_unit_test(test_reason_buffer),
 		cmocka_unit_test(test_key_derivation),
 		cmocka_unit_test(test_build_roundtrip),

@@ -167,6 +167,39 @@ test_execute_run_passes_json(void **state)
 	task_msg_cleanup(&m);
 }
 
+/* A resumed run worker: the program is the worker's entry point, never the
+ * message's; the JSON is one argument, passed as it came. */
+static void
+test_resume_run_passes_json(void **state)
+{
+	static const char body[] =
+		"{\"task_id\":\"t4\",\"task_name\":\"dagster.resume_run\",\"labels\":{},"
+		"\"args\":[\"/bin/sh\"],\"kwargs\":{\"argv\":[\"/bin/sh\"],\"resume_run_args\":"
+		"\"{\\\"__class__\\\": \\\"ResumeRunArgs\\\", \\\"run_id\\\": \\\"r\\\"}\"}}";
+	struct worker_cmd_opts o = {"python -m dagster", "/bin/sh", "r/run/resume/1", 3, 1};
+	struct worker_cmd c;
+	struct task_msg m;
+	char err[DTQ_ERRLEN];
+
+	(void)state;
+	parse_ok(body, &m);
+	assert_int_equal(m.kind, TASK_KIND_RESUME_RUN);
+	assert_int_equal(worker_cmd_build(&o, &m, &c, err), 0);
+	assert_int_equal(count(c.argv), 6);
+	assert_string_equal(c.argv[0], "python");
+	assert_string_equal(c.argv[3], "api");
+	assert_string_equal(c.argv[4], "resume_run");
+	assert_string_equal(c.argv[5], "{\"__class__\": \"ResumeRunArgs\", \"run_id\": \"r\"}");
+	assert_false(has(c.argv, "/bin/sh"));
+	/* the same environment as every task: no step arguments, the task's identity */
+	assert_int_equal(count(c.extra), 3);
+	assert_true(has(c.extra, "DTQ_TASK_KEY=r/run/resume/1"));
+	assert_true(has(c.extra, "DTQ_FENCE=3"));
+	assert_true(has(c.extra, "DTQ_ATTEMPT=1"));
+	worker_cmd_cleanup(&c);
+	task_msg_cleanup(&m);
+}
+
 static void
 test_dlq_reasons(void **state)
 {
@@ -316,6 +349,7 @@ main(void)
 		cmocka_unit_test(test_exec_allowed_matching),
 		cmocka_unit_test(test_exec_allow_list_check),
 		cmocka_unit_test(test_execute_run_passes_json),
+		cmocka_unit_test(test_resume_run_passes_json),
 		cmocka_unit_test(test_dlq_reasons),
 		cmocka_unit_test(test_backoff_doubles_and_caps),
 		cmocka_unit_test(test_visibility_respects_the_12_hour_cap),

@@ -337,6 +337,23 @@ def long_running() -> None:
     after_long(after=long_step())
 
 
+@op(ins={"after": In(Nothing)})
+def long_step_after(context: OpExecutionContext, config: LongConfig) -> float:
+    context.log.info(f"long_step_after sleeps {config.seconds}s on {_where()}")
+    deadline = time.monotonic() + config.seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+    return config.seconds
+
+
+@job(
+    executor_def=dtq_executor,
+    description="a quick op, then a long one: a run worker lost during the long one is resumed",
+)
+def quick_then_long() -> None:
+    after_long(after=long_step_after(after=one()))
+
+
 class SlowOnceConfig(Config):
     counter_dir: str
     first_seconds: float = 300.0
@@ -370,5 +387,6 @@ ALL_JOBS = [
     retry_requested,
     config_and_resources,
     long_running,
+    quick_then_long,
     slow_once_with_retry,
 ]

@@ -70,6 +70,12 @@ def run_args():
                        "set_exit_code_on_failure": True}, separators=(",", ":"))
 
 
+def resume_args():
+    return json.dumps({"__class__": "ResumeRunArgs", "pipeline_origin": {"__class__": "PipelinePythonOrigin",
+                       "pipeline_name": "my_job"}, "pipeline_run_id": "6a1f0c2e", "instance_ref": None,
+                       "set_exit_code_on_failure": None}, separators=(",", ":"))
+
+
 async def messages():
     broker = CaptureBroker()
 
@@ -80,6 +86,10 @@ async def messages():
     @broker.task(task_name="dagster.execute_run", dtq_key="6a1f0c2e/run/1", run_id="6a1f0c2e",
                  timeout=7200.5)
     async def execute_run(execute_run_args: str) -> None: ...
+
+    @broker.task(task_name="dagster.resume_run", dtq_key="6a1f0c2e/run/resume/1",
+                 run_id="6a1f0c2e", resume_attempt="1", timeout=7200.5)
+    async def resume_run(resume_run_args: str) -> None: ...
 
     @broker.task(task_name="dtq.exec", dtq_key="loadsim/000001", timeout=30, max_attempts=2)
     async def exec_kw(argv: list) -> None: ...
@@ -95,6 +105,8 @@ async def messages():
                                             execute_step_args=step_args()))
     write("execute_run.json", await kicked(broker, execute_run, "1a2b3c4d5e6f47808192a3b4c5d6e7f8",
                                            execute_run_args=run_args()))
+    write("resume_run.json", await kicked(broker, resume_run, "6f708192a3b44c5d8e6f708192a3b4c5",
+                                          resume_run_args=resume_args()))
     write("exec_kwargs.json", await kicked(broker, exec_kw, "2b3c4d5e6f7048819203b4c5d6e7f809",
                                            argv=["/bin/echo", "héllo", "wörld"]))
     # a plain TaskIQ producer: no dtq_key, so task_id is the key
