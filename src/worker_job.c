@@ -437,7 +437,8 @@ job_settled_as(const struct job *j)
 }
 
 /* The message before j in its group, as far as this worker holds one: the
- * latest earlier job of the group that is not finished. */
+ * latest earlier job of the group that is not finished. A job still making
+ * this very message visible again is not one: its redelivery is j. */
 static enum worker_group_prev
 job_group_prev(const struct job *j)
 {
@@ -447,7 +448,7 @@ job_group_prev(const struct job *j)
 		return WORKER_PREV_NONE;
 	for (const struct job *o = j->w->jobs; o; o = o->next) {
 		if (o != j && o->id < j->id && o->state != JOB_DONE && same_group(o, j) &&
-		    (!prev || o->id > prev->id))
+		    strcmp(o->message_id, j->message_id) != 0 && (!prev || o->id > prev->id))
 			prev = o;
 	}
 	return prev ? job_settled_as(prev) : WORKER_PREV_NONE;
