@@ -218,16 +218,44 @@ worker_retry_backoff_ms(int64_t base_ms, int attempt)
 	return d > WORKER_MAX_BACKOFF_MS ? WORKER_MAX_BACKOFF_MS : d;
 }
 
+/* Whole seconds, rounded up (no overflow near INT64_MAX). */
+static int64_t
+ceil_seconds(int64_t ms)
+{
+	return ms <= 0 ? 0 : ms / 1000 + (ms % 1000 != 0);
+}
+
 int
 worker_visibility_seconds(int64_t want_ms, int64_t held_ms)
 {
-	int64_t want_s = want_ms <= 0 ? 0 : (want_ms + 999) / 1000;
-	/* SQS counts the cap from the receive; keep a second for clock slop */
-	int64_t room_s = SQS_MAX_VISIBILITY_SECONDS - (held_ms < 0 ? 0 : held_ms) / 1000 - 1;
+	int64_t want_s = ceil_seconds(want_ms);
+	/* SQS counts the cap from its receive, a little before held_ms began,
+	 * and the new timeout from when the call reaches it, a little after
+	 * now: a started second of held time counts whole (rounding it down
+	 * would eat into the margin), and one more second is kept for those
+	 * delays. */
+	int64_t room_s = SQS_MAX_VISIBILITY_SECONDS - ceil_seconds(held_ms) - 1;
 
 	if (room_s < 0)
 		room_s = 0;
 	return (int)(want_s < room_s ? want_s : room_s);
+}
+
+enum worker_group_turn
+worker_group_turn(enum worker_group_prev prev, bool draining)
+{
+	switch (prev) {
+	case WORKER_PREV_NONE:
+	case WORKER_PREV_DELETED:
+		return draining ? WORKER_TURN_GIVE_BACK : WORKER_TURN_RUN;
+	case WORKER_PREV_ACTIVE:
+		/* the one before decides, when it settles */
+		return WORKER_TURN_WAIT;
+	case WORKER_PREV_KEPT:
+		break;
+	}
+	/* running now would overtake the kept message when SQS delivers it again */
+	return WORKER_TURN_GIVE_BACK;
 }
 
 static const char *

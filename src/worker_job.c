@@ -34,7 +34,7 @@ struct delete_batch {
 };
 
 static const char *const state_names[] = {
-	"claiming", "loading", "running", "stopping", "recording", "acking", "done",
+	"waiting", "claiming", "loading", "running", "stopping", "recording", "acking", "done",
 };
 
 const char *
@@ -59,6 +59,8 @@ static void job_send_dlq(struct job *j);
 static void job_delete(struct job *j);
 static void job_load_payload(struct job *j);
 static void job_record_dead_letter(struct job *j);
+static void job_group_next(struct job *j, enum worker_group_prev how);
+static enum worker_group_prev job_settled_as(const struct job *j);
 
 /* ---- state and lifetime ---- */
 
@@ -80,6 +82,9 @@ job_set_state(struct job *j, enum job_state s)
 	w->n_state[s]++;
 	j->state = s;
 	tlog_debug(&j->lt, "job %u: %s -> %s", j->id, job_state_name(old), job_state_name(s));
+	/* settled: the next message of its FIFO group may have its turn */
+	if (j->group_id && (s == JOB_ACKING || (s == JOB_DONE && old != JOB_ACKING)))
+		job_group_next(j, job_settled_as(j));
 	if (s == JOB_DONE) {
 		w->n_jobs--;
 		worker_job_counts_changed(w);
@@ -409,6 +414,103 @@ job_leave_visible(struct job *j, int seconds)
 	job_ack(j);
 }
 
+/* ---- FIFO groups: one message of a group at a time ---- */
+
+static void job_go(struct job *j);
+static void job_extend_visibility(struct job *j);
+
+static bool
+same_group(const struct job *a, const struct job *b)
+{
+	return a->group_id && b->group_id && strcmp(a->group_id, b->group_id) == 0;
+}
+
+/* What became of a job's message, for the next one of its group. */
+static enum worker_group_prev
+job_settled_as(const struct job *j)
+{
+	if (j->state == JOB_ACKING && (j->ack == ACK_DELETE || j->ack == ACK_DLQ))
+		return WORKER_PREV_DELETED;
+	if (j->state == JOB_ACKING || j->state == JOB_DONE)
+		return WORKER_PREV_KEPT;
+	return WORKER_PREV_ACTIVE;
+}
+
+/* The message before j in its group, as far as this worker holds one: the
+ * latest earlier job of the group that is not finished. A job still making
+ * this very message visible again is not one: its redelivery is j. */
+static enum worker_group_prev
+job_group_prev(const struct job *j)
+{
+	const struct job *prev = NULL;
+
+	if (!j->group_id)
+		return WORKER_PREV_NONE;
+	for (const struct job *o = j->w->jobs; o; o = o->next) {
+		if (o != j && o->id < j->id && o->state != JOB_DONE && same_group(o, j) &&
+		    strcmp(o->message_id, j->message_id) != 0 && (!prev || o->id > prev->id))
+			prev = o;
+	}
+	return prev ? job_settled_as(prev) : WORKER_PREV_NONE;
+}
+
+static void
+on_wait_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct job *j = t->data;
+
+	UNUSED(loop);
+	UNUSED(revents);
+	if (j->state == JOB_WAITING)
+		job_extend_visibility(j);
+}
+
+static void
+job_take_turn(struct job *j, enum worker_group_prev prev)
+{
+	struct worker *w = j->w;
+
+	if (j->state == JOB_WAITING)
+		stop_timer(j, &j->hb_timer);
+	switch (worker_group_turn(prev, w->draining)) {
+	case WORKER_TURN_RUN:
+		job_go(j);
+		return;
+	case WORKER_TURN_WAIT:
+		tlog_info(&j->lt, "message %s waits behind an earlier message of FIFO group %s",
+			  j->message_id, j->group_id);
+		job_set_state(j, JOB_WAITING);
+		/* the message stays ours while it waits, like a running task's */
+		ev_timer_init(&j->hb_timer, on_wait_timer, (double)w->hb_ms / 1000.0,
+			      (double)w->hb_ms / 1000.0);
+		j->hb_timer.data = j;
+		ev_timer_start(w->loop, &j->hb_timer);
+		return;
+	case WORKER_TURN_GIVE_BACK:
+		tlog_info(&j->lt, "message %s given back unrun: the one before it in FIFO group %s "
+			  "%s", j->message_id, j->group_id,
+			  w->draining ? "settled while draining" : "stays in the queue");
+		job_leave_visible(j, 0);
+		return;
+	}
+}
+
+/* j settled (how): the first job waiting behind it in its group takes its
+ * turn. Giving that one back settles it too, and so on down the group. */
+static void
+job_group_next(struct job *j, enum worker_group_prev how)
+{
+	struct job *next = NULL;
+
+	for (struct job *o = j->w->jobs; o; o = o->next) {
+		if (o->state == JOB_WAITING && o->id > j->id && same_group(o, j) &&
+		    (!next || o->id < next->id))
+			next = o;
+	}
+	if (next)
+		job_take_turn(next, how);
+}
+
 void
 job_start(struct worker *w, struct sqs_message *m)
 {
@@ -446,6 +548,15 @@ job_start(struct worker *w, struct sqs_message *m)
 	}
 	if (!job_check_body(j) || !job_check_signature(j) || !job_check_allowed(j))
 		return;
+	job_take_turn(j, job_group_prev(j));
+}
+
+/* Claims the task of a message that passed the intake checks. */
+static void
+job_go(struct job *j)
+{
+	struct worker *w = j->w;
+
 	j->timeout_ms = j->tm.timeout_ms > 0 ? j->tm.timeout_ms : w->task_timeout_ms;
 	j->max_attempts = j->tm.max_attempts > 0 ? j->tm.max_attempts : w->max_attempts;
 	/* keep claiming while the message is still ours */
@@ -816,11 +927,15 @@ job_spawn(struct job *j)
 	int rc;
 
 	if (worker_cmd_build(&co, &j->tm, &cmd, err) < 0) {
-		/* not_allowed was checked at intake; only a stored payload gets here */
+		/* Only a stored payload gets here: an inline argv was checked at
+		 * intake. The task is claimed, so its refusal is recorded through
+		 * the fenced complete (dead, as at intake), not dead_letter, which
+		 * leaves a row alone while a live lease (ours) holds it. */
 		j->dlq_reason = WORKER_DLQ_NOT_ALLOWED;
 		snprintf(j->dlq_detail, sizeof(j->dlq_detail), "%s", err);
-		tlog_warn(&j->lt, "refused: %s", err);
-		job_fail_to_record(j, LEDGER_STATE_FAILED, err);
+		snprintf(why, sizeof(why), "%s: %.250s", WORKER_DLQ_NOT_ALLOWED, err);
+		tlog_warn(&j->lt, "refused message %s: %s", j->message_id, why);
+		job_fail_to_record(j, LEDGER_STATE_DEAD, why);
 		return;
 	}
 	env = proc_env_build(w->cfg->env_allow, NULL, (const char *const *)cmd.extra, err);
@@ -980,9 +1095,7 @@ on_payload(enum pg_async_status st, PGresult *res, const char *errmsg, void *arg
 		job_fail_to_record(j, LEDGER_STATE_FAILED, err);
 		return;
 	}
-	if (!job_check_allowed(j))
-		return;
-	job_spawn(j);
+	job_spawn(j); /* which refuses a stored argv whose program is not allowed */
 }
 
 static void

@@ -8,6 +8,8 @@
  * Job states (each one says what the job waits for); a job changes state
  * only through job_set_state(), which keeps the counters right:
  *
+ *   WAITING    FIFO: behind an earlier message of its group still in hand
+ *              (worker_group_turn()); its visibility is extended meanwhile
  *   CLAIMING   claim (or its retry) in the ledger
  *   LOADING    claimed; fetching the stored payload (payload_ref)
  *   RUNNING    the child runs; heartbeats, lease deadline and timeout armed
@@ -47,6 +49,7 @@
 #define WORKER_MAX_PAYLOAD (64u << 20)
 
 enum job_state {
+	JOB_WAITING,
 	JOB_CLAIMING,
 	JOB_LOADING,
 	JOB_RUNNING,
@@ -120,7 +123,7 @@ struct job {
 	bool exited;
 	enum job_stop stop;
 	bool spawn_failed;
-	ev_timer hb_timer;          /* heartbeat every hb interval */
+	ev_timer hb_timer;          /* heartbeat every hb interval (WAITING: visibility only) */
 	ev_timer lease_timer;       /* the lease runs out without a renewal */
 	ev_timer timeout_timer;     /* the task's own timeout */
 	ev_timer retry_timer;       /* backoff before retrying a ledger or SQS step */

@@ -99,8 +99,34 @@ void worker_cmd_cleanup(struct worker_cmd *c);
 int64_t worker_retry_backoff_ms(int64_t base_ms, int attempt);
 /* The visibility timeout (seconds) to ask for when want_ms more are wanted,
  * held_ms after the message was received: rounded up, and cut so that the
- * total stays under SQS's 12-hour cap (then possibly 0). */
+ * total stays under SQS's 12-hour cap by at least a second, with held_ms
+ * rounded up too (then possibly 0). */
 int worker_visibility_seconds(int64_t want_ms, int64_t held_ms);
+/* FIFO queues. One receive may bring several messages of one message group,
+ * and SQS hands out no more of that group until they are deleted or visible
+ * again. For the group's order to hold, the worker runs them one after the
+ * other: each waits for the one before it in the group, and what it does then
+ * depends on what became of that message. */
+enum worker_group_prev {
+	WORKER_PREV_NONE,    /* no earlier message of the group is in hand */
+	WORKER_PREV_ACTIVE,  /* one is, its outcome not settled yet */
+	WORKER_PREV_DELETED, /* its outcome is recorded and its message is being
+				deleted (done, duplicate, dead-lettered) */
+	WORKER_PREV_KEPT,    /* its message stays in the queue (a retry, a lease
+				held elsewhere, a release, an outcome not recorded):
+				SQS will deliver the group again from it */
+};
+
+enum worker_group_turn {
+	WORKER_TURN_RUN,       /* go on: claim and run */
+	WORKER_TURN_WAIT,      /* wait for the one before (keep the message invisible) */
+	WORKER_TURN_GIVE_BACK, /* make the message visible at once, unrun */
+};
+
+/* The turn of a message given the one before it in its group; a draining
+ * worker gives back whatever has not started. */
+enum worker_group_turn worker_group_turn(enum worker_group_prev prev, bool draining);
+
 /* The key a refused body names (labels.dtq_key, else task_id), when it is
  * a JSON object with such a string of a sane length; NULL otherwise. Caller
  * frees. Used to record refused messages in the ledger. */

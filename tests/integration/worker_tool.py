@@ -6,12 +6,19 @@ from DTQ_QUEUE_URL / DTQ_DLQ_URL). Messages are TaskIQ TaskiqMessage JSON, as Py
 TaskIQ producers send them; signing follows docs/wire-format.md ("For other
 producers"): HMAC-SHA256 over the compact JSON without labels.dtq_sig.
 
-  send KEY [--timeout S] [--max-attempts N] [--sign KEY] [--task NAME] -- ARGV...
+  send KEY [--timeout S] [--max-attempts N] [--sign KEY] [--task NAME]
+           [--payload-ref] [--group ID] [--dedup ID] -- ARGV...
+                           --payload-ref: the message names a stored payload
+                           (labels payload_ref, payload_sha256) instead of
+                           carrying it; --group/--dedup: FIFO ids (defaults
+                           "default" and the task_id on a .fifo queue)
   send-raw                 body from stdin, as is
   send-many N PREFIX SCRIPT [--min S --max S] [--attempts N]
                            N dtq.exec tasks running /bin/sh SCRIPT <key> <seconds>
-  dlq                      drain the DLQ; one JSON line per message: reason, key, body
+  dlq                      drain the DLQ; one JSON line per message: reason, key,
+                           detail, body, FIFO group
   depth QUEUE_URL          visible + in flight + delayed messages
+  set-attr QUEUE_URL NAME VALUE   SetQueueAttributes (e.g. MaximumMessageSize)
 """
 import argparse
 import hashlib
@@ -56,6 +63,19 @@ def envelope(key, argv, task="dtq.exec", timeout=None, max_attempts=None):
     }
 
 
+def refer_payload(msg):
+    """Moves args/kwargs out, as task_build() does for a payload kept in the
+    ledger: the message names it by key and its SHA-256."""
+    stored = json.dumps({"args": msg["args"], "kwargs": msg["kwargs"]},
+                        separators=(",", ":"), ensure_ascii=False).encode()
+    key = msg["labels"].get("dtq_key", msg["task_id"])
+    msg["labels"]["payload_ref"] = key
+    msg["labels"]["payload_sha256"] = hashlib.sha256(stored).hexdigest()
+    msg["labels_types"].update({"payload_ref": 3, "payload_sha256": 3})
+    msg["args"], msg["kwargs"] = [], {}
+    return msg
+
+
 def sign(msg, key):
     msg["labels"].pop("dtq_sig", None)
     msg.get("labels_types", {}).pop("dtq_sig", None)
@@ -65,15 +85,22 @@ def sign(msg, key):
     return msg
 
 
-def send_body(sqs, body):
-    return sqs.send_message(QueueUrl=os.environ["DTQ_QUEUE_URL"], MessageBody=body)["MessageId"]
+def send_body(sqs, body, group=None, dedup=None):
+    url = os.environ["DTQ_QUEUE_URL"]
+    extra = {}
+    if url.endswith(".fifo"):
+        extra["MessageGroupId"] = group or "default"
+        extra["MessageDeduplicationId"] = dedup or uuid.uuid4().hex
+    return sqs.send_message(QueueUrl=url, MessageBody=body, **extra)["MessageId"]
 
 
 def cmd_send(a):
     msg = envelope(a.key, a.argv, a.task, a.timeout, a.max_attempts)
+    if a.payload_ref:
+        msg = refer_payload(msg)
     if a.sign:
         msg = sign(msg, a.sign)
-    print(send_body(client(), json.dumps(msg, separators=(",", ":"))))
+    print(send_body(client(), json.dumps(msg, separators=(",", ":")), a.group, a.dedup))
 
 
 def cmd_send_raw(a):
@@ -100,7 +127,8 @@ def cmd_dlq(a):
     sqs, url, empty = client(), os.environ["DTQ_DLQ_URL"], 0
     while empty < 2:
         r = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1,
-                                MessageAttributeNames=["All"])
+                                MessageAttributeNames=["All"],
+                                MessageSystemAttributeNames=["MessageGroupId"])
         msgs = r.get("Messages", [])
         if not msgs:
             empty += 1
@@ -109,7 +137,8 @@ def cmd_dlq(a):
             attrs = m.get("MessageAttributes", {})
             get = lambda n: attrs.get(n, {}).get("StringValue")  # noqa: E731
             print(json.dumps({"reason": get("dtq_reason"), "key": get("dtq_key"),
-                              "detail": get("dtq_detail"), "body": m["Body"][:200]}))
+                              "detail": get("dtq_detail"), "body": m["Body"][:200],
+                              "group": m.get("Attributes", {}).get("MessageGroupId")}))
             sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
 
 
@@ -118,6 +147,10 @@ def cmd_depth(a):
     print(sum(int(r.get(k, 0)) for k in ("ApproximateNumberOfMessages",
                                            "ApproximateNumberOfMessagesNotVisible",
                                            "ApproximateNumberOfMessagesDelayed")))
+
+
+def cmd_set_attr(a):
+    client().set_queue_attributes(QueueUrl=a.url, Attributes={a.name: a.value})
 
 
 def main():
@@ -129,6 +162,9 @@ def main():
     s.add_argument("--max-attempts", type=int)
     s.add_argument("--sign")
     s.add_argument("--task", default="dtq.exec")
+    s.add_argument("--payload-ref", action="store_true")
+    s.add_argument("--group")
+    s.add_argument("--dedup")
     s.add_argument("argv", nargs="+")
     s.set_defaults(fn=cmd_send)
     s = sub.add_parser("send-raw")
@@ -147,6 +183,11 @@ def main():
     s = sub.add_parser("depth")
     s.add_argument("url")
     s.set_defaults(fn=cmd_depth)
+    s = sub.add_parser("set-attr")
+    s.add_argument("url")
+    s.add_argument("name")
+    s.add_argument("value")
+    s.set_defaults(fn=cmd_set_attr)
     a = p.parse_args()
     a.fn(a)
 

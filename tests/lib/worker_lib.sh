@@ -1,8 +1,9 @@
 # tests/lib/worker_lib.sh - shared steps of the tests/integration/worker_*.sh tests.
 #
-# Source it after tests/lib/harness.sh. wl_setup NAME starts (or reuses) PostgreSQL
-# and moto_server, migrates a ledger schema of its own (dtq_NAME), creates the queue
-# NAME and its DLQ NAME-dlq, and exports the DTQ_* settings every dtq applet reads.
+# Source it after tests/lib/harness.sh. wl_setup NAME [CREATE FLAGS...] starts (or
+# reuses) PostgreSQL and moto_server, migrates a ledger schema of its own (dtq_NAME),
+# creates the queue NAME and its DLQ NAME-dlq (`dtq queue create` with the flags, e.g.
+# --fifo), and exports the DTQ_* settings every dtq applet reads.
 # Workers started with wl_start_worker are stopped when the shell exits.
 
 wl_top=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -29,6 +30,7 @@ wl_cleanup() {
 
 wl_setup() {
 	local name=$1 urls
+	shift
 	harness_init
 	trap wl_cleanup EXIT
 	harness_start_pg || exit 1
@@ -38,7 +40,7 @@ wl_setup() {
 	export DTQ_AWS_ENDPOINT_URL=$DTQ_TEST_SQS_ENDPOINT
 	export DTQ_LOG_LEVEL=${DTQ_LOG_LEVEL:-info}
 	"$DTQ_BIN" migrate >/dev/null || { echo "not ok - migrate"; exit 1; }
-	urls=$("$DTQ_BIN" queue create "$name-$$" --dlq "$name-$$-dlq" --max-receive 100 --json) ||
+	urls=$("$DTQ_BIN" queue create "$name-$$" --dlq "$name-$$-dlq" --max-receive 100 --json "$@") ||
 		{ echo "not ok - queue create"; exit 1; }
 	DTQ_QUEUE_URL=$(printf '%s' "$urls" | jq -r '.queue_url // .url // .queue')
 	DTQ_DLQ_URL=$(printf '%s' "$urls" | jq -r '.dlq_url // .dlq')

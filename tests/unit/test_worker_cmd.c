@@ -237,6 +237,64 @@ test_visibility_respects_the_12_hour_cap(void **state)
 	assert_int_equal(worker_visibility_seconds(60000, 50000 * 1000LL), 0);
 }
 
+/* The boundaries, to the millisecond. SQS counts the 12 hours from its own
+ * receive, a little before the worker's clock starts, and the new timeout
+ * from when the ChangeMessageVisibility call reaches it, a little after the
+ * worker asks: the answer must leave a whole second for that. (This is the
+ * only test of the cap: a real one takes 12 hours, and moto has no clock to
+ * move; it also counts the cap from SentTimestamp, not from the receive.) */
+static void
+test_visibility_cap_boundaries(void **state)
+{
+	const int64_t cap_ms = 43200 * 1000LL;
+
+	(void)state;
+	/* just received: a lease longer than 12 hours is cut to 12 h minus the second */
+	assert_int_equal(worker_visibility_seconds(cap_ms, 0), 43199);
+	assert_int_equal(worker_visibility_seconds(cap_ms + 1, 0), 43199);
+	assert_int_equal(worker_visibility_seconds(43199 * 1000LL, 0), 43199);
+	assert_int_equal(worker_visibility_seconds(43198 * 1000LL + 1, 0), 43199); /* rounded up */
+	/* a lease that fits what is left is not cut... */
+	assert_int_equal(worker_visibility_seconds(59000, cap_ms - 60000), 59);
+	/* ...one a millisecond longer is */
+	assert_int_equal(worker_visibility_seconds(59001, cap_ms - 60000), 59);
+	/* held for a fraction of a second more: that fraction counts as a whole second */
+	assert_int_equal(worker_visibility_seconds(59000, cap_ms - 60000 + 1), 58);
+	assert_int_equal(worker_visibility_seconds(60000, cap_ms - 2000), 1);
+	assert_int_equal(worker_visibility_seconds(60000, cap_ms - 1999), 0);
+	assert_int_equal(worker_visibility_seconds(60000, cap_ms - 1001), 0);
+	assert_int_equal(worker_visibility_seconds(60000, cap_ms - 1), 0);
+	/* for every whole second left, at most that many seconds minus one */
+	for (int64_t left_ms = 0; left_ms <= 5000; left_ms += 250) {
+		int s = worker_visibility_seconds(60000, cap_ms - left_ms);
+
+		assert_true((int64_t)s * 1000 + 1000 <= left_ms || s == 0);
+	}
+	/* nonsense in, no harm out */
+	assert_int_equal(worker_visibility_seconds(-5, 0), 0);
+	assert_int_equal(worker_visibility_seconds(60000, -5000), 60);
+	assert_int_equal(worker_visibility_seconds(INT64_MAX, 0), 43199);
+	assert_int_equal(worker_visibility_seconds(60000, INT64_MAX), 0);
+}
+
+static void
+test_fifo_group_turn(void **state)
+{
+	(void)state;
+	/* alone in its group, or behind a message being deleted: run */
+	assert_int_equal(worker_group_turn(WORKER_PREV_NONE, false), WORKER_TURN_RUN);
+	assert_int_equal(worker_group_turn(WORKER_PREV_DELETED, false), WORKER_TURN_RUN);
+	/* behind one not settled: wait, draining or not (it decides when it settles) */
+	assert_int_equal(worker_group_turn(WORKER_PREV_ACTIVE, false), WORKER_TURN_WAIT);
+	assert_int_equal(worker_group_turn(WORKER_PREV_ACTIVE, true), WORKER_TURN_WAIT);
+	/* behind one that stays in the queue: running would overtake it */
+	assert_int_equal(worker_group_turn(WORKER_PREV_KEPT, false), WORKER_TURN_GIVE_BACK);
+	assert_int_equal(worker_group_turn(WORKER_PREV_KEPT, true), WORKER_TURN_GIVE_BACK);
+	/* a draining worker starts nothing new */
+	assert_int_equal(worker_group_turn(WORKER_PREV_NONE, true), WORKER_TURN_GIVE_BACK);
+	assert_int_equal(worker_group_turn(WORKER_PREV_DELETED, true), WORKER_TURN_GIVE_BACK);
+}
+
 static char *
 guess(const char *body)
 {
@@ -295,6 +353,8 @@ main(void)
 		cmocka_unit_test(test_dlq_reasons),
 		cmocka_unit_test(test_backoff_doubles_and_caps),
 		cmocka_unit_test(test_visibility_respects_the_12_hour_cap),
+		cmocka_unit_test(test_visibility_cap_boundaries),
+		cmocka_unit_test(test_fifo_group_turn),
 		cmocka_unit_test(test_guess_key),
 		cmocka_unit_test(test_describe_exit),
 	};
