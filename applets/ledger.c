@@ -425,8 +425,8 @@ cmd_reap(struct ledger *l, const struct dtq_config *cfg, int argc, char **argv)
 	int i;
 	size_t j;
 
-	req.resend_after_ms = 60 * 1000;
-	req.worker_stale_ms = 3 * cfg->lease;
+	req.resend_after_ms = LEDGER_RESEND_AFTER_MS;
+	req.worker_stale_ms = LEDGER_WORKER_STALE_LEASES * cfg->lease;
 	for (i = 0; i < argc; i++) {
 		const char *next = i + 1 < argc ? argv[i + 1] : NULL;
 
