@@ -7,7 +7,10 @@
 #include <cjson/cJSON.h>
 
 #include "dtq/applet.h"
+#include "dtq/aws_http.h"
 #include "dtq/ledger.h"
+#include "dtq/sqs.h"
+#include "dtq/task.h"
 
 const char ledger_usage[] =
 	"usage: dtq ledger [--json] COMMAND [ARGS...]\n"
@@ -27,19 +30,27 @@ const char ledger_usage[] =
 	"                           live workers\n"
 	"  cancel KEY...            cancel: a queued task at once, a running one by flag\n"
 	"                           (its worker stops it at the next heartbeat)\n"
-	"  reap [--dry-run] [--resend-after DURATION] [--worker-stale DURATION]\n"
+	"  reap [--dry-run] [--send] [--limit N] [--resend-after DURATION]\n"
+	"       [--worker-stale DURATION]\n"
 	"                           expired leases go back to queued (dead past\n"
 	"                           max_attempts, cancelled when asked to); lists queued\n"
-	"                           tasks whose message must be sent again (unsent for\n"
-	"                           --resend-after, default 1m); marks workers silent for\n"
-	"                           --worker-stale (default 3 x lease) lost. Sends nothing\n"
-	"                           to SQS: the worker's reaper re-sends.\n"
+	"                           tasks whose message must be sent again (requeued, or\n"
+	"                           unsent for --resend-after, default 1m); marks workers\n"
+	"                           silent for --worker-stale (default 3 x lease) lost;\n"
+	"                           at most --limit tasks (default 1000). Without --send\n"
+	"                           it sends nothing to SQS (the workers' reapers do, every\n"
+	"                           reap_interval). --send sends those messages again to\n"
+	"                           queue_url, built from the ledger rows and signed as\n"
+	"                           the executor-shim signs, and marks them sent; a task\n"
+	"                           whose send fails stays unsent and makes the exit 1\n"
+	"                           (not with --dry-run)\n"
 	"\n"
 	"  --json     print JSON (an object; for status and list an array of tasks) for\n"
 	"             scripts; times are ISO 8601 UTC, durations milliseconds\n"
 	"\n"
-	"Exit codes: 0 done, 1 failure (database error, schema not migrated, or a KEY\n"
-	"of status or cancel is unknown), 2 bad arguments or configuration.\n";
+	"Exit codes: 0 done, 1 failure (database error, schema not migrated, a KEY of\n"
+	"status or cancel is unknown, or reap --send did not send a message), 2 bad\n"
+	"arguments or configuration.\n";
 
 static bool json_out;
 
@@ -415,18 +426,134 @@ cmd_cancel(struct ledger *l, int argc, char **argv)
 	return rc;
 }
 
+/* What reap --send needs, made once. */
+struct resender {
+	const struct dtq_config *cfg;
+	struct aws_client *sqs;
+	unsigned char *sign_key;
+	size_t sign_key_len;
+	size_t max_body;
+	bool fifo;
+};
+
+static void
+resender_init(struct resender *rs, const struct dtq_config *cfg)
+{
+	static const char *const names[] = {"MaximumMessageSize"};
+	struct sqs_reply reply;
+	char err[DTQ_ERRLEN];
+	const char *v;
+	long long n;
+
+	memset(rs, 0, sizeof(*rs));
+	rs->cfg = cfg;
+	applet_require(cfg, "queue_url");
+	if (task_load_signing_key(cfg, &rs->sign_key, &rs->sign_key_len, err) < 0)
+		die(DTQ_EXIT_USAGE, "%s", err);
+	if (!(rs->sqs = sqs_client_new(cfg, err)))
+		die(DTQ_EXIT_USAGE, "%s", err);
+	rs->fifo = sqs_url_is_fifo(cfg->queue_url);
+	/* A producer allowed only sqs:SendMessage cannot read it: SQS's own limit. */
+	rs->max_body = SQS_MAX_MESSAGE_BYTES;
+	if (sqs_get_attributes(rs->sqs, cfg->queue_url, names, 1, &reply, err) == 0) {
+		v = sqs_reply_attr(&reply, "MaximumMessageSize");
+		n = v ? strtoll(v, NULL, 10) : 0;
+		if (n >= 1024 && n < SQS_MAX_MESSAGE_BYTES)
+			rs->max_body = (size_t)n;
+	}
+	sqs_reply_cleanup(&reply);
+}
+
+static void
+resender_cleanup(struct resender *rs)
+{
+	aws_client_free(rs->sqs);
+	free(rs->sign_key);
+}
+
+/* Builds a reaped row's message again, sends it and marks the row sent.
+ * Returns 0, or -1 with err filled (the row stays unsent). */
+static int
+resend_row(struct ledger *l, struct resender *rs, const struct ledger_reaped *row,
+	   char **message_id, char *err)
+{
+	struct ledger_mark_sent_req ms = {.key = row->key};
+	struct sqs_send_entry e = {0};
+	struct task_built built = {0};
+	struct sqs_reply reply;
+	enum ledger_outcome outcome;
+	char group[TASK_FIFO_ID_MAX + 1], dedup[TASK_FIFO_ID_MAX + 1];
+	void *payload = NULL;
+	size_t len = 0;
+	int rc;
+
+	*message_id = NULL;
+	if (!row->has_payload)
+		return dtq_fail(err, DTQ_ENOTFOUND, "no stored payload: its message cannot be built "
+				"again (a plain TaskIQ producer's task)");
+	if ((rc = ledger_payload(l, row->key, &outcome, &payload, &len, err)) < 0)
+		return rc;
+	if (outcome != LEDGER_OK)
+		return dtq_fail(err, DTQ_ENOTFOUND, "the row or its payload is gone");
+	{
+		struct task_row tr = {
+			.key = row->key,
+			.task_name = row->task_name,
+			.labels = row->labels,
+			.payload = payload,
+			.payload_len = len,
+			.max_attempts = row->max_attempts,
+		};
+
+		rc = task_build_from_row(&tr, rs->max_body, rs->sign_key, rs->sign_key_len, &built,
+					 err);
+	}
+	free(payload);
+	if (rc < 0)
+		return rc;
+	e.body = built.body;
+	if (rs->fifo) {
+		task_fifo_ids_resend(row->key, row->fence, group, dedup);
+		e.group_id = group;
+		e.dedup_id = dedup;
+	}
+	rc = sqs_send(rs->sqs, rs->cfg->queue_url, &e, &reply, err);
+	task_built_cleanup(&built);
+	if (rc < 0) {
+		sqs_reply_cleanup(&reply);
+		return rc;
+	}
+	*message_id = xstrdup(reply.message_id ? reply.message_id : "");
+	sqs_reply_cleanup(&reply);
+	ms.message_id = *message_id;
+	/* Sent but not marked: the next reap sends it again, a duplicate the
+	 * fenced claim suppresses. Said, not failed. */
+	if (ledger_mark_sent(l, &ms, &outcome, err) < 0)
+		fprintf(stderr, "dtq ledger: %s: sent, but not marked as sent: %s\n", row->key, err);
+	return 0;
+}
+
+static bool
+reap_wants_send(const struct ledger_reaped *row)
+{
+	return row->action == LEDGER_REAP_REQUEUED || row->action == LEDGER_REAP_RESEND;
+}
+
 static int
 cmd_reap(struct ledger *l, const struct dtq_config *cfg, int argc, char **argv)
 {
 	struct ledger_reap_req req = {0};
 	struct ledger_reap_res res;
-	char err[DTQ_ERRLEN];
+	struct resender rs;
+	char err[DTQ_ERRLEN], **sent = NULL, **why = NULL;
 	cJSON *obj, *arr, *o;
-	int i;
-	size_t j;
+	bool send = false;
+	int i, rc = DTQ_EXIT_OK;
+	long long limit;
+	size_t j, nsent = 0;
 
-	req.resend_after_ms = 60 * 1000;
-	req.worker_stale_ms = 3 * cfg->lease;
+	req.resend_after_ms = LEDGER_RESEND_AFTER_MS;
+	req.worker_stale_ms = LEDGER_WORKER_STALE_LEASES * cfg->lease;
 	for (i = 0; i < argc; i++) {
 		const char *next = i + 1 < argc ? argv[i + 1] : NULL;
 
@@ -438,13 +565,40 @@ cmd_reap(struct ledger *l, const struct dtq_config *cfg, int argc, char **argv)
 		} else if (strcmp(argv[i], "--worker-stale") == 0) {
 			parse_duration_arg("--worker-stale", next, &req.worker_stale_ms);
 			i++;
+		} else if (strcmp(argv[i], "--send") == 0) {
+			send = true;
+		} else if (strcmp(argv[i], "--limit") == 0) {
+			char *end = NULL;
+
+			limit = next ? strtoll(next, &end, 10) : 0;
+			if (!next || *end || limit < 1 || limit > 100000)
+				die(DTQ_EXIT_USAGE, "reap: --limit takes a number from 1 to 100000");
+			req.limit = (int)limit;
+			i++;
 		} else {
 			die(DTQ_EXIT_USAGE, "reap: unknown argument '%s'", argv[i]);
 		}
 	}
+	send = send && !req.dry_run;
+	if (send)
+		resender_init(&rs, cfg);
 	if (ledger_reap(l, &req, &res, err) < 0) {
 		fprintf(stderr, "dtq ledger: %s\n", err);
+		if (send)
+			resender_cleanup(&rs);
 		return DTQ_EXIT_FAIL;
+	}
+	sent = xcalloc(res.n + 1, sizeof(*sent));
+	why = xcalloc(res.n + 1, sizeof(*why));
+	for (j = 0; send && j < res.n; j++) {
+		if (!reap_wants_send(&res.v[j]))
+			continue;
+		if (resend_row(l, &rs, &res.v[j], &sent[j], err) < 0) {
+			why[j] = xstrdup(err);
+			rc = DTQ_EXIT_FAIL;
+		} else {
+			nsent++;
+		}
 	}
 	if (json_out) {
 		obj = cJSON_CreateObject();
@@ -457,8 +611,17 @@ cmd_reap(struct ledger *l, const struct dtq_config *cfg, int argc, char **argv)
 			cJSON_AddStringToObject(o, "action", ledger_reap_action_name(res.v[j].action));
 			cJSON_AddNumberToObject(o, "attempts", res.v[j].attempts);
 			cJSON_AddNumberToObject(o, "max_attempts", res.v[j].max_attempts);
+			if (send && reap_wants_send(&res.v[j])) {
+				cJSON_AddBoolToObject(o, "sent", sent[j] != NULL);
+				if (sent[j])
+					cJSON_AddStringToObject(o, "message_id", sent[j]);
+				else
+					cJSON_AddStringToObject(o, "error", why[j]);
+			}
 			cJSON_AddItemToArray(arr, o);
 		}
+		if (send)
+			cJSON_AddNumberToObject(obj, "sent", (double)nsent);
 		print_json(obj);
 	} else {
 		for (j = 0; j < res.n; j++) {
@@ -466,13 +629,31 @@ cmd_reap(struct ledger *l, const struct dtq_config *cfg, int argc, char **argv)
 			       ledger_reap_action_name(res.v[j].action), res.v[j].attempts,
 			       res.v[j].max_attempts);
 			print_safe(res.v[j].key);
+			if (send && sent[j]) {
+				printf(" sent as ");
+				print_safe(sent[j]);
+			} else if (send && why[j]) {
+				printf(" NOT SENT: ");
+				print_safe(why[j]);
+			}
 			putchar('\n');
 		}
-		printf("%s%zu task(s), %lld worker(s) %s lost\n", req.dry_run ? "dry run: " : "",
+		printf("%s%zu task(s), %lld worker(s) %s lost", req.dry_run ? "dry run: " : "",
 		       res.n, (long long)res.workers_lost, req.dry_run ? "would be marked" : "marked");
+		if (send)
+			printf(", %zu message(s) sent", nsent);
+		putchar('\n');
 	}
+	for (j = 0; j < res.n; j++) {
+		free(sent[j]);
+		free(why[j]);
+	}
+	free(sent);
+	free(why);
 	ledger_reap_res_cleanup(&res);
-	return DTQ_EXIT_OK;
+	if (send)
+		resender_cleanup(&rs);
+	return rc;
 }
 
 int

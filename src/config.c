@@ -159,6 +159,12 @@ const struct cfg_key cfg_table[] = {
 	 "Time a task's processes get between SIGTERM and SIGKILL when the worker stops it "
 	 "(lease lost, cancelled, timed out, shutdown), and those its program leaves running "
 	 "when it exits."},
+	{"reap_interval", CFG_DURATION, OFF(reap_interval), "30s", 0, 1 * HOUR, NULL, CFG_G_WORKER,
+	 {"DTQ_REAP_INTERVAL"},
+	 "Average time between the worker's reaper rounds (each one jittered by up to half of "
+	 "it): expired leases go back to queued (or dead, or cancelled) and the messages of "
+	 "queued tasks that are lost or were never sent are sent again. Several workers reap "
+	 "safely at once. 0 disables the reaper."},
 
 	{"health_addr", CFG_STRING, OFF(health_addr), "127.0.0.1:8080", 0, 0, NULL, CFG_G_HEALTH,
 	 {"DTQ_HEALTH_ADDR"},

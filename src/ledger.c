@@ -1340,6 +1340,7 @@ ledger_reap_parse(const PGresult *res, struct ledger_reap_res *out, char *err)
 		}
 		r->key = get_str(res, i, c[TC_KEY]);
 		r->task_name = get_str(res, i, c[TC_TASK_NAME]);
+		r->fence = get_int(res, i, c[TC_FENCE]);
 		r->attempts = (int)get_int(res, i, c[TC_ATTEMPTS]);
 		r->max_attempts = (int)get_int(res, i, c[TC_MAX_ATTEMPTS]);
 		r->has_payload = get_bool(res, i, c[TC_HAS_PAYLOAD]);

@@ -21,6 +21,8 @@ enum op_kind {
 	OP_RELEASE,
 	OP_DEAD_LETTER,
 	OP_WORKER,
+	OP_REAP,
+	OP_MARK_SENT,
 };
 
 struct op {
@@ -31,6 +33,7 @@ struct op {
 		ledger_async_complete_cb complete;
 		ledger_async_dead_letter_cb dead_letter;
 		ledger_async_outcome_cb outcome;
+		ledger_async_reap_cb reap;
 	} cb;
 	void *user_data;
 };
@@ -171,13 +174,26 @@ op_done(enum pg_async_status st, PGresult *res, const char *errmsg, void *user_d
 		break;
 	}
 	case OP_RELEASE:
+	case OP_MARK_SENT:
 	case OP_WORKER: {
 		enum ledger_outcome out = LEDGER_OK;
 
-		if (rc == 0)
-			rc = op->kind == OP_RELEASE ? ledger_release_parse(res, &out, err)
-						    : ledger_worker_parse(res, &out, err);
+		if (rc == 0 && op->kind == OP_RELEASE)
+			rc = ledger_release_parse(res, &out, err);
+		else if (rc == 0 && op->kind == OP_MARK_SENT)
+			rc = ledger_mark_sent_parse(res, &out, err);
+		else if (rc == 0)
+			rc = ledger_worker_parse(res, &out, err);
 		op->cb.outcome(rc, out, rc ? err : NULL, op->user_data);
+		break;
+	}
+	case OP_REAP: {
+		struct ledger_reap_res out = {0};
+
+		if (rc == 0)
+			rc = ledger_reap_parse(res, &out, err);
+		op->cb.reap(rc, &out, rc ? err : NULL, op->user_data);
+		ledger_reap_res_cleanup(&out);
 		break;
 	}
 	case OP_DEAD_LETTER: {
@@ -301,4 +317,27 @@ ledger_async_worker_heartbeat(struct ledger_async *la, const struct ledger_worke
 	op->cb.outcome = cb;
 	return op_send(la, ledger_sql_worker_heartbeat, &p,
 		       ledger_worker_heartbeat_params(&p, req, err), op, err);
+}
+
+int
+ledger_async_reap(struct ledger_async *la, const struct ledger_reap_req *req,
+		  ledger_async_reap_cb cb, void *user_data, char *err)
+{
+	struct op *op = op_new(OP_REAP, user_data);
+	struct ledger_params p = {0};
+
+	op->cb.reap = cb;
+	return op_send(la, ledger_sql_reap, &p, ledger_reap_params(&p, req, err), op, err);
+}
+
+int
+ledger_async_mark_sent(struct ledger_async *la, const struct ledger_mark_sent_req *req,
+		       ledger_async_outcome_cb cb, void *user_data, char *err)
+{
+	struct op *op = op_new(OP_MARK_SENT, user_data);
+	struct ledger_params p = {0};
+
+	op->cb.outcome = cb;
+	return op_send(la, ledger_sql_mark_sent, &p, ledger_mark_sent_params(&p, req, err), op,
+		       err);
 }

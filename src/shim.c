@@ -164,18 +164,7 @@ format_seconds(double s, char *buf, size_t len)
 void
 shim_fifo_id(const char *key, char out[SHIM_FIFO_ID_MAX + 1])
 {
-	size_t n = strlen(key), i;
-	bool plain = n > 0 && n <= SHIM_FIFO_ID_MAX;
-	char hex[65];
-
-	for (i = 0; plain && i < n; i++)
-		plain = key[i] > 0x20 && key[i] < 0x7f;
-	if (plain) {
-		memcpy(out, key, n + 1);
-		return;
-	}
-	sha256_hex(key, n, hex);
-	snprintf(out, SHIM_FIFO_ID_MAX + 1, "sha256:%s", hex);
+	task_fifo_id(key, out);
 }
 
 /* ---- life cycle -------------------------------------------------------------- */
@@ -521,20 +510,23 @@ queue_max_body(struct shim *s)
 }
 
 /* Builds sub's message for a queue taking max_body bytes, signed with key
- * when there is one. */
+ * when there is one, from what its ledger row will keep: the reaper builds
+ * a lost message again with the same function (task_build_from_row). */
 static cJSON *
 build_envelope(struct submit *sub, size_t max_body, const unsigned char *key, size_t key_len)
 {
+	struct task_row row = {
+		.key = sub->key,
+		.task_name = sub->task_name,
+		.labels = sub->ledger_labels,
+		.payload = sub->payload,
+		.payload_len = strlen(sub->payload),
+		.max_attempts = sub->max_attempts,
+	};
 	char err[DTQ_ERRLEN];
 
-	sub->spec.allow_payload_ref = true;
-	sub->spec.sign_key = key;
-	sub->spec.sign_key_len = key_len;
-	if (task_build(&sub->spec, max_body, &sub->built, err) < 0)
+	if (task_build_from_row(&row, max_body, key, key_len, &sub->built, err) < 0)
 		return answer_error(SHIM_E_BAD_REQUEST, false, "%s", err);
-	if (sub->built.payload && strcmp(sub->built.payload, sub->payload) != 0)
-		log_warn("the envelope's stored payload differs from the shim's; storing the "
-			 "envelope's");
 	return NULL;
 }
 

@@ -440,6 +440,7 @@ worker_finish(struct worker *w)
 	ev_timer_stop(w->loop, &w->beat_timer);
 	ev_timer_stop(w->loop, &w->drain_timer);
 	ev_timer_stop(w->loop, &w->prot_timer);
+	worker_reap_stop(w);
 	log_notice("drained: no task left; exiting");
 	w->finish_pending = 0;
 	/* calls already in flight are waited for too (their callbacks count down) */
@@ -481,6 +482,7 @@ worker_drain(struct worker *w, const char *signame)
 {
 	w->draining = true;
 	ev_timer_stop(w->loop, &w->poll_timer);
+	worker_reap_stop(w);
 	log_notice("%s: draining; %d task(s) in hand, %lld ms to finish", signame, w->n_jobs,
 		   (long long)w->shutdown_grace_ms);
 	beat_send(w);
@@ -594,6 +596,8 @@ resolve_settings(struct worker *w, const struct dtq_config *cfg)
 	w->require_signature = cfg->require_signature;
 	w->dlq_fifo = sqs_url_is_fifo(cfg->dlq_url);
 	w->ready_window_ms = 3 * w->hb_ms;
+	w->reap_interval_ms = cfg->reap_interval;
+	w->queue_max_body = SQS_MAX_MESSAGE_BYTES;
 	if (w->ready_window_ms < cfg->receive_wait + cfg->http_timeout)
 		w->ready_window_ms = cfg->receive_wait + cfg->http_timeout;
 }
@@ -619,17 +623,26 @@ ledger_startup(struct worker *w, const struct dtq_config *cfg, char *err)
 	return rc;
 }
 
+/* The queue must answer; its MaximumMessageSize is what the reaper's
+ * re-sent messages may take (else SQS's own limit). */
 static int
-queue_check(struct worker *w, const char *url, char *err)
+queue_check(struct worker *w, const char *url, size_t *max_body, char *err)
 {
-	static const char *const names[] = {"QueueArn"};
+	static const char *const names[] = {"QueueArn", "MaximumMessageSize"};
 	struct sqs_reply r;
+	const char *v;
+	long long n;
 	int rc;
 
-	rc = sqs_get_attributes(w->sqs, url, names, 1, &r, err);
-	sqs_reply_cleanup(&r);
-	if (rc == 0)
+	rc = sqs_get_attributes(w->sqs, url, names, ARRAY_SIZE(names), &r, err);
+	if (rc == 0) {
 		w->last_sqs_ok_ms = dtq_now_ms();
+		v = sqs_reply_attr(&r, "MaximumMessageSize");
+		n = v ? strtoll(v, NULL, 10) : 0;
+		if (max_body && n >= 1024 && n < SQS_MAX_MESSAGE_BYTES)
+			*max_body = (size_t)n;
+	}
+	sqs_reply_cleanup(&r);
 	return rc;
 }
 
@@ -642,8 +655,8 @@ clients_start(struct worker *w, const struct dtq_config *cfg, char *err)
 
 	if (!(w->sqs = sqs_client_new(cfg, err)))
 		return -DTQ_EINVAL;
-	if ((rc = queue_check(w, cfg->queue_url, err)) < 0 ||
-	    (rc = queue_check(w, cfg->dlq_url, err)) < 0)
+	if ((rc = queue_check(w, cfg->queue_url, &w->queue_max_body, err)) < 0 ||
+	    (rc = queue_check(w, cfg->dlq_url, NULL, err)) < 0)
 		return rc;
 	w->http = aws_http_multi_new(w->loop);
 	ledger_async_opts_from_config(cfg, &po);
@@ -703,6 +716,7 @@ watchers_init(struct worker *w)
 	w->finish_timer.data = w;
 	ev_init(&w->prot_timer, on_prot_idle);
 	w->prot_timer.data = w;
+	worker_reap_init(w);
 	ev_signal_init(&w->sigterm, on_signal, SIGTERM);
 	w->sigterm.data = w;
 	ev_signal_init(&w->sigint, on_signal, SIGINT);
@@ -743,12 +757,15 @@ int
 worker_run(struct worker *w)
 {
 	log_set_context("worker", w->id);
-	log_notice("worker started: concurrency %d, lease %lld ms, heartbeat %lld ms, queue %s%s",
-		   w->concurrency, (long long)w->lease_ms, (long long)w->hb_ms, w->cfg->queue_url,
+	log_notice("worker started: concurrency %d, lease %lld ms, heartbeat %lld ms, reaper every "
+		   "~%lld ms, queue %s%s",
+		   w->concurrency, (long long)w->lease_ms, (long long)w->hb_ms,
+		   (long long)w->reap_interval_ms, w->cfg->queue_url,
 		   w->ecs ? ", ECS scale-in protection on" : "");
 	ev_signal_start(w->loop, &w->sigterm);
 	ev_signal_start(w->loop, &w->sigint);
 	ev_timer_start(w->loop, &w->beat_timer);
+	worker_reap_start(w);
 	poll_maybe(w);
 	ev_run(w->loop, 0);
 	log_notice("worker stopped%s", w->forced ? " (forced)" : "");
@@ -776,6 +793,7 @@ worker_free(struct worker *w)
 	ev_timer_stop(w->loop, &w->prot_timer);
 	ev_timer_stop(w->loop, &w->del_timer);
 	ev_timer_stop(w->loop, &w->gather_timer);
+	worker_reap_stop(w);
 	httpd_free(w->httpd);
 	polls_cancel(w);
 	/* the pool fails what is pending (callbacks run and see teardown) */
@@ -785,6 +803,7 @@ worker_free(struct worker *w)
 	job_sqs_calls_free(w);
 	while (w->jobs)
 		job_free(w->jobs);
+	worker_reap_cleanup(w);
 	aws_client_free(w->sqs);
 	aws_client_free(w->ecs);
 	worker_metrics_cleanup(&w->wm);

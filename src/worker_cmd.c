@@ -218,6 +218,21 @@ worker_retry_backoff_ms(int64_t base_ms, int attempt)
 	return d > WORKER_MAX_BACKOFF_MS ? WORKER_MAX_BACKOFF_MS : d;
 }
 
+int64_t
+worker_reap_delay_ms(int64_t interval_ms, double u)
+{
+	double d;
+
+	if (interval_ms <= 0)
+		return 0;
+	if (!(u >= 0.0))
+		u = 0.0;
+	if (u >= 1.0)
+		u = 0.999999;
+	d = (double)interval_ms * (0.5 + u);
+	return d < 1.0 ? 1 : (int64_t)d;
+}
+
 /* Whole seconds, rounded up (no overflow near INT64_MAX). */
 static int64_t
 ceil_seconds(int64_t ms)

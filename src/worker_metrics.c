@@ -24,7 +24,13 @@ const char *const worker_sqs_actions[] = {
 };
 
 const char *const worker_ledger_ops[] = {
-	"claim", "heartbeat", "complete", "release", "dead_letter", NULL,
+	"claim", "heartbeat", "complete", "release", "dead_letter", "reap", "mark_sent", NULL,
+};
+
+/* What the reaper did to a row: reap_tasks' actions, and "unsendable" for a
+ * queued row whose message it cannot build (no stored payload). */
+const char *const worker_reap_actions[] = {
+	"requeued", "dead", "cancelled", "resend", "unsendable", NULL,
 };
 
 const double worker_task_duration_buckets[] = {
@@ -80,6 +86,12 @@ static const struct wm_def wm_table[] = {
 	 "Heartbeats that found the lease taken: the child was killed."},
 	{"dtq_dead_lettered_total", WM_COUNTER_VEC, WM_OFF(dead_lettered), "reason",
 	 worker_dead_letter_reasons, NULL, NULL, "Messages sent to the DLQ, by reason."},
+	{"dtq_reaped_total", WM_COUNTER_VEC, WM_OFF(reaped), "action", worker_reap_actions, NULL,
+	 NULL, "Rows the reaper acted on, by action: expired leases requeued, dead or "
+	 "cancelled; queued rows whose message is to be sent again (resend), or cannot be "
+	 "(unsendable)."},
+	{"dtq_messages_resent_total", WM_COUNTER, WM_OFF(resent), NULL, NULL, NULL, NULL,
+	 "Messages the reaper sent again (SendMessage succeeded) for requeued and unsent tasks."},
 	{"dtq_tasks_in_flight", WM_GAUGE, WM_OFF(in_flight), NULL, NULL, NULL, NULL,
 	 "Tasks claimed and not yet finished on this worker."},
 	{"dtq_free_slots", WM_GAUGE, WM_OFF(free_slots), NULL, NULL, NULL, NULL,

@@ -148,6 +148,18 @@ struct job {
 	bool dlq_sent;
 };
 
+/* The reaper (src/worker_reap.c): one round at a time, its rows handled one
+ * after the other (payload, SendMessage, mark_sent). */
+struct worker_reaper {
+	ev_timer timer;
+	bool running;               /* a round is under way */
+	bool full;                  /* its reap returned as many rows as it may */
+	struct ledger_reap_res res; /* the round's rows */
+	size_t next;                /* the row being handled */
+	int64_t t0;                 /* send time of the current step */
+	uint64_t rng;               /* for the jitter */
+};
+
 struct worker {
 	struct ev_loop *loop;
 	const struct dtq_config *cfg;
@@ -173,6 +185,8 @@ struct worker {
 	bool require_signature;
 	bool dlq_fifo;
 	int64_t ready_window_ms;
+	int64_t reap_interval_ms;   /* 0: no reaper */
+	size_t queue_max_body;      /* the queue's MaximumMessageSize */
 
 	/* clients */
 	struct aws_client *sqs;
@@ -207,6 +221,8 @@ struct worker {
 	int64_t last_sqs_ok_ms;
 	int64_t last_sqs_err_ms;
 	char last_sqs_error[256];
+
+	struct worker_reaper reaper;
 
 	/* the worker's own row in the ledger */
 	ev_timer beat_timer;
@@ -255,6 +271,15 @@ int worker_busy_slots(const struct worker *w);
 void worker_note_sqs(struct worker *w, const char *action, int64_t started_ms, int rc,
 		     unsigned attempts);
 void worker_note_ledger(struct worker *w, const char *op, int64_t started_ms, int rc);
+
+/* ---- src/worker_reap.c ---- */
+void worker_reap_init(struct worker *w);
+/* Arms the first round (jittered); nothing when reap_interval is 0. */
+void worker_reap_start(struct worker *w);
+/* No new rounds; a round under way stops after its current row. */
+void worker_reap_stop(struct worker *w);
+/* Frees the round's rows (teardown, after the clients are gone). */
+void worker_reap_cleanup(struct worker *w);
 
 /* ---- src/worker_http.c ---- */
 void worker_http_routes(struct worker *w);

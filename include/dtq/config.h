@@ -105,6 +105,7 @@ struct dtq_config {
 	char *signing_key_file;
 	bool require_signature;
 	int64_t kill_grace;
+	int64_t reap_interval;
 
 	char *health_addr;
 

@@ -424,6 +424,11 @@ int ledger_stats(struct ledger *l, struct ledger_stats *out, char *err);
  * older than worker_stale_ms are marked "lost".
  * Concurrent reapers skip each other's rows (SKIP LOCKED). With dry_run
  * nothing changes and the actions are what a real run would do. */
+/* Defaults of `dtq ledger reap` and the worker's reaper: a queued row is
+ * re-sent when unsent for a minute (a submit's own send has long given up
+ * by then); a worker silent for three leases is lost. */
+#define LEDGER_RESEND_AFTER_MS 60000
+#define LEDGER_WORKER_STALE_LEASES 3
 struct ledger_reap_req {
 	int64_t resend_after_ms;
 	int64_t worker_stale_ms;
@@ -440,6 +445,7 @@ struct ledger_reaped {
 	char *key;
 	char *task_name;
 	enum ledger_reap_action action;
+	int64_t fence;
 	int attempts;
 	int max_attempts;
 	bool has_payload;

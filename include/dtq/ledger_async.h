@@ -68,7 +68,9 @@ typedef void (*ledger_async_complete_cb)(int rc, const struct ledger_complete_re
 					 const char *errmsg, void *user_data);
 typedef void (*ledger_async_dead_letter_cb)(int rc, struct ledger_dead_letter_res *res,
 					    const char *errmsg, void *user_data);
-/* release, worker register and worker heartbeat answer an outcome only. */
+typedef void (*ledger_async_reap_cb)(int rc, struct ledger_reap_res *res, const char *errmsg,
+				     void *user_data);
+/* release, mark_sent, worker register and worker heartbeat answer an outcome only. */
 typedef void (*ledger_async_outcome_cb)(int rc, enum ledger_outcome outcome, const char *errmsg,
 					void *user_data);
 
@@ -83,6 +85,12 @@ int ledger_async_release(struct ledger_async *la, const struct ledger_release_re
 			 ledger_async_outcome_cb cb, void *user_data, char *err);
 int ledger_async_dead_letter(struct ledger_async *la, const struct ledger_dead_letter_req *req,
 			     ledger_async_dead_letter_cb cb, void *user_data, char *err);
+/* reap: the callback may take res over (copy it and zero *res). */
+int ledger_async_reap(struct ledger_async *la, const struct ledger_reap_req *req,
+		      ledger_async_reap_cb cb, void *user_data, char *err);
+/* mark_sent answers OK or UNKNOWN_KEY. */
+int ledger_async_mark_sent(struct ledger_async *la, const struct ledger_mark_sent_req *req,
+			   ledger_async_outcome_cb cb, void *user_data, char *err);
 int ledger_async_worker_register(struct ledger_async *la, const struct ledger_worker_req *req,
 				 ledger_async_outcome_cb cb, void *user_data, char *err);
 int ledger_async_worker_heartbeat(struct ledger_async *la, const struct ledger_worker_req *req,

@@ -250,4 +250,46 @@ const char *task_sig_status_name(enum task_sig_status s);
 int task_load_signing_key(const struct dtq_config *cfg, unsigned char **key, size_t *key_len,
 			  char *err);
 
+/* ---- building again from a ledger row (src/task_row.c) ---- */
+
+/* What a ledger row keeps of a submitted task (docs/executor-shim.md), all
+ * borrowed: enough to build its message again when the first one is lost. */
+struct task_row {
+	const char *key;
+	const char *task_name;
+	const char *labels;        /* JSON object of strings: run_id, step_key,
+				      timeout (seconds as text) and the request's
+				      own labels; NULL: none */
+	const char *payload;       /* {"args":[],"kwargs":{...}}, compact */
+	size_t payload_len;
+	int max_attempts;          /* > 0: label max_attempts */
+};
+
+/* Builds the message of a row for a queue taking max_body bytes, signed
+ * with sign_key when sign_key_len > 0, with a fresh task_id; a payload that
+ * does not fit goes by reference (payload_ref), which works only because
+ * the row keeps exactly the bytes the envelope moves out: anything else is
+ * refused. The executor-shim builds its first message with this very
+ * function, so that a message built again is the same but for task_id and
+ * the signature. Returns 0, or -DTQ_EINVAL with err (DTQ_ERRLEN). Free with
+ * task_built_cleanup(). */
+int task_build_from_row(const struct task_row *row, size_t max_body,
+			const unsigned char *sign_key, size_t sign_key_len,
+			struct task_built *out, char *err);
+
+/* The FIFO ids of a key (MessageGroupId and MessageDeduplicationId of a
+ * first send): the key itself when it has at most TASK_FIFO_ID_MAX
+ * characters, all printable ASCII other than space (what SQS allows in those
+ * ids), else "sha256:" and the 64 hex digits of the key's SHA-256. */
+#define TASK_FIFO_ID_MAX 128
+void task_fifo_id(const char *key, char out[TASK_FIFO_ID_MAX + 1]);
+/* FIFO ids of a message sent again by a reaper for a row at `fence`
+ * (MessageGroupId: the key's, as the executor-shim sends it;
+ * MessageDeduplicationId: the key's and the fence's, so that SQS does not
+ * drop it as a duplicate of the lost first message within its 5-minute
+ * window, while two reapers sending the same row at once are deduplicated).
+ * Each is at most TASK_FIFO_ID_MAX characters. */
+void task_fifo_ids_resend(const char *key, int64_t fence, char group[TASK_FIFO_ID_MAX + 1],
+			  char dedup[TASK_FIFO_ID_MAX + 1]);
+
 #endif /* DTQ_TASK_H */

@@ -97,6 +97,11 @@ void worker_cmd_cleanup(struct worker_cmd *c);
 /* Delay before a failed task becomes visible again: base * 2^(attempt-1),
  * at most 12 hours (SQS's limit); attempt counts from 1. */
 int64_t worker_retry_backoff_ms(int64_t base_ms, int attempt);
+/* Delay before the next reaper round: interval_ms * (0.5 + u) for u in
+ * [0, 1) (a uniform random number; values outside are clamped), so that a
+ * fleet started together does not reap in lockstep, and the average stays
+ * interval_ms. At least 1 ms; 0 when interval_ms <= 0 (no reaper). */
+int64_t worker_reap_delay_ms(int64_t interval_ms, double u);
 /* The visibility timeout (seconds) to ask for when want_ms more are wanted,
  * held_ms after the message was received: rounded up, and cut so that the
  * total stays under SQS's 12-hour cap by at least a second, with held_ms

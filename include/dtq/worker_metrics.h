@@ -28,6 +28,8 @@ struct worker_metrics {
 	struct metrics_counter *duplicates;    /* dtq_duplicates_suppressed_total */
 	struct metrics_counter *leases_lost;   /* dtq_leases_lost_total */
 	struct metrics_vec *dead_lettered;     /* dtq_dead_lettered_total{reason} */
+	struct metrics_vec *reaped;            /* dtq_reaped_total{action} */
+	struct metrics_counter *resent;        /* dtq_messages_resent_total */
 	struct metrics_gauge *in_flight;       /* dtq_tasks_in_flight */
 	struct metrics_gauge *free_slots;      /* dtq_free_slots */
 	struct metrics_histogram *task_duration; /* dtq_task_duration_seconds */
@@ -45,6 +47,7 @@ struct worker_metrics {
 extern const char *const worker_dead_letter_reasons[];
 extern const char *const worker_sqs_actions[];
 extern const char *const worker_ledger_ops[];
+extern const char *const worker_reap_actions[];
 
 /* Histogram buckets, seconds. */
 extern const double worker_task_duration_buckets[];

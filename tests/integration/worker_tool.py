@@ -19,6 +19,7 @@ producers"): HMAC-SHA256 over the compact JSON without labels.dtq_sig.
                            detail, body, FIFO group
   depth QUEUE_URL          visible + in flight + delayed messages
   set-attr QUEUE_URL NAME VALUE   SetQueueAttributes (e.g. MaximumMessageSize)
+  purge QUEUE_URL          PurgeQueue: every message is gone (lost, as to a DLQ)
 """
 import argparse
 import hashlib
@@ -153,6 +154,10 @@ def cmd_set_attr(a):
     client().set_queue_attributes(QueueUrl=a.url, Attributes={a.name: a.value})
 
 
+def cmd_purge(a):
+    client().purge_queue(QueueUrl=a.url)
+
+
 def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -183,6 +188,9 @@ def main():
     s = sub.add_parser("depth")
     s.add_argument("url")
     s.set_defaults(fn=cmd_depth)
+    s = sub.add_parser("purge")
+    s.add_argument("url")
+    s.set_defaults(fn=cmd_purge)
     s = sub.add_parser("set-attr")
     s.add_argument("url")
     s.add_argument("name")

@@ -339,6 +339,26 @@ test_describe_exit(void **state)
 	assert_non_null(strstr(buf, "signal 9"));
 }
 
+/* The reaper's delay: within [interval/2, 3*interval/2), mean interval. */
+static void
+test_reap_delay_jitter_bounds(void **state)
+{
+	int64_t d;
+
+	(void)state;
+	assert_int_equal(worker_reap_delay_ms(0, 0.3), 0);
+	assert_int_equal(worker_reap_delay_ms(-5, 0.3), 0);
+	assert_int_equal(worker_reap_delay_ms(30000, 0.0), 15000);
+	assert_int_equal(worker_reap_delay_ms(30000, 0.5), 30000);
+	d = worker_reap_delay_ms(30000, 0.9999999);
+	assert_true(d >= 44999 && d < 45000);
+	/* out of range or NaN: clamped, never outside the bounds */
+	assert_int_equal(worker_reap_delay_ms(30000, -1.0), 15000);
+	assert_true(worker_reap_delay_ms(30000, 7.0) < 45000);
+	assert_int_equal(worker_reap_delay_ms(30000, 0.0 / 0.0), 15000);
+	assert_int_equal(worker_reap_delay_ms(1, 0.0), 1);
+}
+
 int
 main(void)
 {
@@ -357,6 +377,7 @@ main(void)
 		cmocka_unit_test(test_fifo_group_turn),
 		cmocka_unit_test(test_guess_key),
 		cmocka_unit_test(test_describe_exit),
+		cmocka_unit_test(test_reap_delay_jitter_bounds),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
