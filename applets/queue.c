@@ -579,7 +579,7 @@ cmd_send(struct qctx *q, int argc, char **argv)
 		b.e[b.n] = (struct sqs_send_entry){.body = b.bodies[b.n],
 						   .delay_seconds = (int)o.delay};
 		if (fifo) {
-			sigv4_hex_sha256(line, (size_t)len, b.dedup[b.n]);
+			dtq_sha256_hex(line, (size_t)len, b.dedup[b.n]);
 			b.e[b.n].group_id = o.group_id ? o.group_id : "default";
 			b.e[b.n].dedup_id = b.dedup[b.n];
 		}

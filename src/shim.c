@@ -130,22 +130,6 @@ json_time(int64_t ms)
 	return cJSON_CreateString(buf);
 }
 
-static void
-sha256_hex(const void *data, size_t len, char out[65])
-{
-	static const char digits[] = "0123456789abcdef";
-	unsigned char md[32];
-	size_t i;
-
-	if (mbedtls_md(mbedtls_md_info_from_type(MBEDTLS_MD_SHA256), data, len, md) != 0)
-		abort(); /* SHA-256 is built into every mbedtls */
-	for (i = 0; i < sizeof(md); i++) {
-		out[2 * i] = digits[md[i] >> 4];
-		out[2 * i + 1] = digits[md[i] & 15];
-	}
-	out[64] = '\0';
-}
-
 /* Python's str(float) for the timeout label: the shortest text that reads
  * back as the same double. */
 static void
@@ -434,7 +418,7 @@ static void
 make_payload(struct submit *sub)
 {
 	sub->payload = xasprintf("{\"args\":[],\"kwargs\":%s}", sub->kwargs);
-	sha256_hex(sub->payload, strlen(sub->payload), sub->payload_sha256);
+	dtq_sha256_hex(sub->payload, strlen(sub->payload), sub->payload_sha256);
 }
 
 /* Checks the request and fills sub; returns NULL or the error answer. */

@@ -33,18 +33,6 @@ sha256_info(void)
 	return mbedtls_md_info_from_type(MBEDTLS_MD_SHA256);
 }
 
-static void
-hex_encode(const unsigned char *bin, size_t len, char *out)
-{
-	static const char digits[] = "0123456789abcdef";
-
-	for (size_t i = 0; i < len; i++) {
-		out[2 * i] = digits[bin[i] >> 4];
-		out[2 * i + 1] = digits[bin[i] & 0xf];
-	}
-	out[2 * len] = '\0';
-}
-
 /* SHA-256 is always compiled into mbedtls, so these calls cannot fail; the
  * results are checked anyway because mbedtls 3 may mark them
  * warn_unused_result, and a silent wrong signature would be worse. */
@@ -61,15 +49,6 @@ static void
 sha256(const void *data, size_t len, unsigned char out[32])
 {
 	must_succeed(mbedtls_md(sha256_info(), data ? data : (const void *)"", len, out), "SHA-256");
-}
-
-void
-sigv4_hex_sha256(const void *data, size_t len, char out[65])
-{
-	unsigned char digest[32];
-
-	sha256(data, len, digest);
-	hex_encode(digest, sizeof(digest), out);
 }
 
 void
@@ -621,7 +600,7 @@ build_canonical_request(const struct sigv4_request *req, char **signed_names)
 	if (payload_hash) {
 		write_trimmed_value(t.f, payload_hash);
 	} else {
-		sigv4_hex_sha256(req->payload, req->payload ? req->payload_len : 0, body_hash);
+		dtq_sha256_hex(req->payload, req->payload ? req->payload_len : 0, body_hash);
 		fputs(body_hash, t.f);
 	}
 
@@ -652,13 +631,13 @@ sigv4_sign(const struct sigv4_request *req, const char *access_key_id, const cha
 		return dtq_fail(err, DTQ_EINVAL, "sigv4: region or service name too long");
 
 	out->canonical_request = build_canonical_request(req, &signed_names);
-	sigv4_hex_sha256(out->canonical_request, strlen(out->canonical_request), creq_hash);
+	dtq_sha256_hex(out->canonical_request, strlen(out->canonical_request), creq_hash);
 	out->string_to_sign = xasprintf(SIGV4_ALGORITHM "\n%s\n%s\n%s", req->amz_date, scope, creq_hash);
 
 	signing_key(secret_access_key, date, req->region, req->service, key);
 	sigv4_hmac_sha256(key, sizeof(key), out->string_to_sign, strlen(out->string_to_sign), mac);
 	memset(key, 0, sizeof(key));
-	hex_encode(mac, sizeof(mac), signature);
+	dtq_hex_encode(mac, sizeof(mac), signature);
 
 	n = snprintf(out->authorization, sizeof(out->authorization),
 		     SIGV4_ALGORITHM " Credential=%s/%s, SignedHeaders=%s, Signature=%s",

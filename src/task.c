@@ -1220,21 +1220,6 @@ task_parse(const char *body, size_t len, struct task_msg *out, char *reason, siz
 	return 0;
 }
 
-static void
-sha256_hex(const void *data, size_t len, char hex[65])
-{
-	static const char digits[] = "0123456789abcdef";
-	unsigned char md[32];
-	size_t i;
-
-	mbedtls_md(mbedtls_md_info_from_type(MBEDTLS_MD_SHA256), data, len, md);
-	for (i = 0; i < 32; i++) {
-		hex[2 * i] = digits[md[i] >> 4];
-		hex[2 * i + 1] = digits[md[i] & 15];
-	}
-	hex[64] = '\0';
-}
-
 static int
 attach_payload(struct task_msg *m, const char *payload, size_t len, size_t max_len, struct why *w)
 {
@@ -1248,7 +1233,7 @@ attach_payload(struct task_msg *m, const char *payload, size_t len, size_t max_l
 	if (len > max_len)
 		return refuse(w, R_OVERSIZE, "stored payload of %zu bytes, more than %zu", len,
 			      max_len);
-	sha256_hex(payload, len, hex);
+	dtq_sha256_hex(payload, len, hex);
 	if (strcmp(hex, m->payload_sha256) != 0)
 		return refuse(w, R_BAD_PAYLOAD, "the stored payload does not match payload_sha256");
 	rc = load_object(payload, len, max_len, &root, &inner);
@@ -1387,15 +1372,8 @@ mac_of_tree(const cJSON *root, const unsigned char *key, size_t key_len,
 static void
 sig_text(const unsigned char mac[SIG_MAC_LEN], char out[SIG_TEXT_LEN + 1])
 {
-	static const char digits[] = "0123456789abcdef";
-	size_t i, n = sizeof(SIG_PREFIX) - 1;
-
-	memcpy(out, SIG_PREFIX, n);
-	for (i = 0; i < SIG_MAC_LEN; i++) {
-		out[n++] = digits[mac[i] >> 4];
-		out[n++] = digits[mac[i] & 15];
-	}
-	out[n] = '\0';
+	memcpy(out, SIG_PREFIX, sizeof(SIG_PREFIX) - 1);
+	dtq_hex_encode(mac, SIG_MAC_LEN, out + sizeof(SIG_PREFIX) - 1);
 }
 
 static int
@@ -1560,9 +1538,8 @@ task_sig_status_name(enum task_sig_status s)
 static void
 uuid4_hex(char out[33])
 {
-	static const char digits[] = "0123456789abcdef";
 	unsigned char b[16];
-	size_t got = 0, i;
+	size_t got = 0;
 	ssize_t n;
 	int fd;
 
@@ -1582,11 +1559,7 @@ uuid4_hex(char out[33])
 	}
 	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
 	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-	for (i = 0; i < 16; i++) {
-		out[2 * i] = digits[b[i] >> 4];
-		out[2 * i + 1] = digits[b[i] & 15];
-	}
-	out[32] = '\0';
+	dtq_hex_encode(b, sizeof(b), out);
 }
 
 static const char *const reserved_labels[] = {
@@ -1808,7 +1781,7 @@ offload_payload(cJSON *root, cJSON *labels, cJSON *types, const char *key, char 
 	json_add(root, "kwargs", cJSON_CreateObject());
 	text = json_print(payload);
 	cJSON_Delete(payload);
-	sha256_hex(text, strlen(text), hex);
+	dtq_sha256_hex(text, strlen(text), hex);
 	add_label(labels, types, TASK_LABEL_PAYLOAD_REF, key, TASK_LT_STR);
 	add_label(labels, types, TASK_LABEL_PAYLOAD_SHA256, hex, TASK_LT_STR);
 	return text;

@@ -11,22 +11,6 @@
 
 #include "dtq/task.h"
 
-static void
-sha256_hex(const void *data, size_t len, char out[65])
-{
-	static const char digits[] = "0123456789abcdef";
-	unsigned char md[32];
-	size_t i;
-
-	if (mbedtls_md(mbedtls_md_info_from_type(MBEDTLS_MD_SHA256), data, len, md) != 0)
-		abort(); /* SHA-256 is built into every mbedtls */
-	for (i = 0; i < sizeof(md); i++) {
-		out[2 * i] = digits[md[i] >> 4];
-		out[2 * i + 1] = digits[md[i] & 15];
-	}
-	out[64] = '\0';
-}
-
 void
 task_fifo_id(const char *key, char out[TASK_FIFO_ID_MAX + 1])
 {
@@ -40,7 +24,7 @@ task_fifo_id(const char *key, char out[TASK_FIFO_ID_MAX + 1])
 		memcpy(out, key, n + 1);
 		return;
 	}
-	sha256_hex(key, n, hex);
+	dtq_sha256_hex(key, n, hex);
 	snprintf(out, TASK_FIFO_ID_MAX + 1, "sha256:%s", hex);
 }
 

@@ -6,6 +6,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <mbedtls/md.h>
+
 #include "dtq/common.h"
 
 const char *dtq_applet_name = "dtq";
@@ -152,4 +154,30 @@ dtq_format_time_ms(int64_t ms, char *buf, size_t len)
 	}
 	n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
 	snprintf(buf + n, len - n, ".%03dZ", (int)(ms % 1000));
+}
+
+void
+dtq_hex_encode(const void *bin, size_t len, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+	const unsigned char *b = bin;
+
+	for (size_t i = 0; i < len; i++) {
+		out[2 * i] = digits[b[i] >> 4];
+		out[2 * i + 1] = digits[b[i] & 0xf];
+	}
+	out[2 * len] = '\0';
+}
+
+void
+dtq_sha256_hex(const void *data, size_t len, char out[65])
+{
+	unsigned char md[32];
+
+	/* SHA-256 is compiled into every mbedtls: a failure is a broken build,
+	 * and a wrong hash passed on silently would be worse than stopping. */
+	if (mbedtls_md(mbedtls_md_info_from_type(MBEDTLS_MD_SHA256),
+		       data ? data : (const void *)"", len, md) != 0)
+		abort();
+	dtq_hex_encode(md, sizeof(md), out);
 }

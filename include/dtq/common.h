@@ -70,4 +70,10 @@ void dtq_format_time_ms(int64_t ms, char *buf, size_t len);
 int64_t dtq_now_ms(void);
 int64_t dtq_wall_ms(void);
 
+/* Lowercase hex of len bytes into out, which holds 2 * len + 1 bytes; NUL-terminated. */
+void dtq_hex_encode(const void *bin, size_t len, char *out);
+
+/* Lowercase hex SHA-256 of data (data may be NULL when len is 0). */
+void dtq_sha256_hex(const void *data, size_t len, char out[65]);
+
 #endif /* DTQ_COMMON_H */

@@ -62,7 +62,6 @@ void sigv4_result_cleanup(struct sigv4_result *out);
 
 /* "YYYYMMDDTHHMMSSZ" in UTC for a wall clock in ms since the epoch. */
 void sigv4_amz_date(int64_t wall_ms, char out[17]);
-void sigv4_hex_sha256(const void *data, size_t len, char out[65]);
 void sigv4_hmac_sha256(const void *key, size_t key_len, const void *data, size_t len, unsigned char out[32]);
 
 /* Pieces of the canonical request, exposed for the tests. Each returns a

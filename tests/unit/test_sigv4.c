@@ -406,11 +406,11 @@ test_hash_primitives(void **state)
 	static const char *const hexdigits = "0123456789abcdef";
 
 	(void)state;
-	sigv4_hex_sha256("", 0, hex);
+	dtq_sha256_hex("", 0, hex);
 	assert_string_equal(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-	sigv4_hex_sha256(NULL, 0, hex);
+	dtq_sha256_hex(NULL, 0, hex);
 	assert_string_equal(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-	sigv4_hex_sha256("abc", 3, hex);
+	dtq_sha256_hex("abc", 3, hex);
 	assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 
 	/* RFC 4231 test case 2 */
