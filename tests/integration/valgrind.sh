@@ -91,9 +91,7 @@ check "worker under valgrind becomes ready" wl_wait_ready "$port" 900
 echo "# t=$((SECONDS - t_start)) s: worker ready"
 wl_py send slow/1 --timeout 2 -- /bin/sleep 60 >/dev/null
 wl_py send cancel/1 -- /bin/sleep 120 >/dev/null
-for i in 1 2; do # a producer retry: the second is a duplicate
-	wl_py send twice/1 -- /bin/sh -c 'sleep 1; echo ran >> "$0"' "$WL_DIR/twice.out" >/dev/null
-done
+wl_py send twice/1 -- /bin/sh -c 'echo ran >> "$0"' "$WL_DIR/twice.out" >/dev/null
 printf 'garbage {{{ not json' | wl_py send-raw >/dev/null
 printf '{"hello": 1}' | wl_py send-raw >/dev/null
 wl_py send unknown/1 --task nosuch.task --sign "$DTQ_SIGNING_KEY" -- /bin/true >/dev/null
@@ -118,6 +116,13 @@ for ep in healthz readyz metrics status healthz metrics status; do
 	curl -fsS -m 10 "http://127.0.0.1:$port/$ep" >>"$WL_DIR/health.out" 2>&1 || echo "curl $ep failed" >>"$WL_DIR/health.err"
 done
 check "health endpoints answer while busy" test ! -s "$WL_DIR/health.err"
+# dtq health one-shots under valgrind: the worker's /readyz, and --deep (SQS and ledger)
+"$(vg_wrapper health-ready)" health --url "http://127.0.0.1:$port/readyz" --timeout 30s --quiet 2>>"$WL_DIR/health.err"
+rc=$?
+check "dtq health against the worker: exit 0 (got $rc)" test "$rc" = 0
+"$(vg_wrapper health-deep)" health --deep --timeout 30s --quiet 2>>"$WL_DIR/health.err"
+rc=$?
+check "dtq health --deep: exit 0 (got $rc)" test "$rc" = 0
 
 all_in_state() { # all_in_state FILE STATE: every key listed in FILE is in STATE
 	local n
@@ -130,13 +135,16 @@ check "failing tasks ran twice each" test "$(wl_psql "SELECT count(*) FROM attem
 check "timeout: recorded failed" wl_wait wl_state_is slow/1 failed
 check "timeout: error is timeout" test "$(wl_psql "SELECT error FROM tasks WHERE key='slow/1'")" = timeout
 check "cancel: recorded cancelled" wl_wait wl_state_is cancel/1 cancelled
-check "duplicate: succeeded" wl_wait wl_state_is twice/1 succeeded
+check "duplicate: first copy succeeded" wl_wait wl_state_is twice/1 succeeded
+# a producer retry of a finished task: suppressed and deleted
+wl_py send twice/1 -- /bin/sh -c 'echo ran >> "$0"' "$WL_DIR/twice.out" >/dev/null
 check "signed task succeeded" wl_wait wl_state_is signed/1 succeeded
 check "stored payload: succeeded" wl_wait wl_state_is stored/1 succeeded
 check "stored payload: the child got all of it" grep -q 'key=stored/1.*stored 3000' "$WL_DIR/w1.log"
 queue_empty() { [ "$(wl_py depth "$DTQ_QUEUE_URL")" = 0 ]; }
 check "the queue is empty" wl_wait queue_empty
-check "duplicate: one execution" test "$(wl_executions twice/1)" = 1
+check "duplicate: one execution" test "$(wl_executions twice/1)/$(wc -l <"$WL_DIR/twice.out")" = 1/1
+check "duplicate: suppressed" test "$(wl_metric "$port" dtq_duplicates_suppressed_total)" -ge 1
 check "reaper: reap/a re-sent and run" wl_wait wl_state_is reap/a succeeded
 check "reaper: reap/b requeued, re-sent and run" wl_wait wl_state_is reap/b succeeded
 check "reaper: resend and requeue counted" test "$(wl_metric "$port" 'dtq_reaped_total{action="resend"}')" -ge 1 -a \
@@ -149,6 +157,12 @@ wl_wait_exit "$WL_PID_w1" 1200
 check "worker: SIGTERM drain, exit 0 under valgrind (got $WL_STATUS)" test "$WL_STATUS" = 0
 check "worker: stopped after draining" grep -q 'worker stopped' "$WL_DIR/w1.log"
 check "worker: valgrind reports 0 errors, no definite/indirect leak" vg_clean worker
+"$(vg_wrapper health-down)" health --url "http://127.0.0.1:$port/readyz" --timeout 30s 2>>"$WL_DIR/health.err"
+rc=$?
+check "dtq health with the worker gone: exit 1 (got $rc)" test "$rc" = 1
+for h in health-ready health-deep health-down; do
+	check "$h: valgrind reports 0 errors, no definite/indirect leak" vg_clean "$h"
+done
 
 echo "# t=$((SECONDS - t_start)) s: worker stopped"
 dlq=$(wl_py dlq)
@@ -162,16 +176,19 @@ check "DLQ: program not allowed" test "$(reason_of '.key == "denied/1"')" = not_
 
 # ---- executor-shim --serve ------------------------------------------------------
 # submit, status, cancel, ping and malformed lines, then EOF (exit 0)
-for i in $(seq 1 60); do
+n_submit=0 n_bad=1 n_reuse=0
+for i in $(seq 1 100); do
 	printf '{"id": %d, "op": "submit", "key": "serve/%d", "task_name": "dtq.exec", "kwargs": {"argv": ["/bin/true", "%d"]}}\n' "$i" "$i" "$i"
 	printf '{"id": "s%d", "op": "status", "keys": ["serve/%d", "no-such/%d", "ok/00001"]}\n' "$i" "$i" "$i"
+	n_submit=$((n_submit + 1))
 	case $((i % 6)) in
 	0) printf '{"id": "c%d", "op": "cancel", "key": "serve/%d"}\n' "$i" "$i" ;;
 	1) printf '{"id": "p%d", "op": "ping"}\n' "$i" ;;
-	2) printf 'not json %d\n' "$i" ;;
-	3) printf '[1, 2, %d]\n' "$i" ;;
-	4) printf '{"id": %d, "op": "nope"}\n' "$i" ;;
-	5) printf '{"id": "r%d", "op": "submit", "key": "serve/%d", "task_name": "dtq.exec", "kwargs": {"argv": ["/bin/true", "other"]}}\n' "$i" "$((i - 1))" ;;
+	2) printf 'not json %d\n' "$i"; n_bad=$((n_bad + 1)) ;;
+	3) printf '[1, 2, %d]\n' "$i"; n_bad=$((n_bad + 1)) ;;
+	4) printf '{"id": %d, "op": "nope"}\n' "$i"; n_bad=$((n_bad + 1)) ;;
+	5) printf '{"id": "r%d", "op": "submit", "key": "serve/%d", "task_name": "dtq.exec", "kwargs": {"argv": ["/bin/true", "other"]}}\n' "$i" "$((i - 1))"
+		n_reuse=$((n_reuse + 1)) ;;
 	esac
 done >"$WL_DIR/serve.in"
 printf '{"id": "last", "op": "submit", "key": "", "task_name": "rm -rf"}\n' >>"$WL_DIR/serve.in"
@@ -182,9 +199,11 @@ rc=$?
 check "shim --serve: exit 0 at EOF under valgrind (got $rc)" test "$rc" = 0
 check "shim --serve: one answer per line ($(wc -l <"$WL_DIR/serve.in") lines)" \
 	test "$(wc -l <"$WL_DIR/serve.out")" = "$(wc -l <"$WL_DIR/serve.in")"
-check "shim --serve: 60 submits created" test "$(jq -r 'select(.result.created == true) | .id' "$WL_DIR/serve.out" | wc -l)" = 60
-check "shim --serve: KEY_REUSE, NOT_FOUND-free cancels, BAD_REQUEST answered" \
-	test "$(jq -r '.error.code // empty' "$WL_DIR/serve.out" | sort | uniq -c | awk '{printf "%s=%s ", $2, $1}')" = "BAD_REQUEST=31 KEY_REUSE=10 "
+check "shim --serve: $n_submit submits created" test "$(jq -r 'select(.result.created == true) | .id' "$WL_DIR/serve.out" | wc -l)" = "$n_submit"
+check "shim --serve: errors are only the $n_bad bad requests and $n_reuse key reuses" \
+	test "$(jq -r '.error.code // empty' "$WL_DIR/serve.out" | sort | uniq -c | awk '{printf "%s=%s ", $2, $1}')" = "BAD_REQUEST=$n_bad KEY_REUSE=$n_reuse "
+check "shim --serve: cancels cancelled their queued task" \
+	test "$(jq -r 'select((.id | tostring) | startswith("c")) | .result.state' "$WL_DIR/serve.out" | sort -u)" = cancelled
 check "shim --serve: valgrind reports 0 errors, no definite/indirect leak" vg_clean shim
 
 echo "# valgrind.sh took $((SECONDS - t_start)) s"
