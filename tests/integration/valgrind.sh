@@ -165,6 +165,15 @@ check "reaper: reap/a re-sent and run" vwait wl_state_is reap/a succeeded
 check "reaper: reap/b requeued, re-sent and run" vwait wl_state_is reap/b succeeded
 check "reaper: resend and requeue counted" test "$(wl_metric "$port" 'dtq_reaped_total{action="resend"}')" -ge 1 -a \
 	"$(wl_metric "$port" 'dtq_reaped_total{action="requeued"}')" -ge 1
+
+# The ledger restarts while a task runs: the worker's reconnect and retry paths.
+wl_py send pgrestart/1 -- /bin/sh -c 'sleep 3; echo after restart' >/dev/null
+check "ledger restart: task starts" vwait wl_state_is pgrestart/1 running
+check "ledger restarted" harness_restart_pg
+wl_py send-many 5 after "$WL_DIR/ok.sh" --min 0 --max 0.1 >"$WL_DIR/after.keys"
+check "ledger restart: the running task finished" vwait wl_state_is pgrestart/1 succeeded
+check "ledger restart: 5 more tasks succeeded" vwait all_in_state "$WL_DIR/after.keys" succeeded
+check "ledger restart: worker ready again" vwait wl_wait_ready "$port" 10
 curl -fsS -m 10 "http://127.0.0.1:$port/metrics" >"$WL_DIR/metrics.out"
 
 echo "# t=$((SECONDS - t_start)) s: all tasks done"
