@@ -113,6 +113,15 @@ fuzz_free_corpus(void)
 		free(fuzz_seeds[--fuzz_nseeds].data);
 }
 
+/* A cmocka group teardown for the tests that free nothing but the corpus. */
+static inline int
+fuzz_teardown(void **state)
+{
+	(void)state;
+	fuzz_free_corpus();
+	return 0;
+}
+
 static size_t
 fuzz_insert(char *buf, size_t len, size_t at, const char *what, size_t n)
 {

@@ -28,14 +28,6 @@ setup(void **state)
 	return fuzz_load_corpus("sqs") >= 10 ? 0 : -1;
 }
 
-static int
-teardown(void **state)
-{
-	UNUSED(state);
-	fuzz_free_corpus();
-	return 0;
-}
-
 static void
 test_seeds_as_is(void **state)
 {
@@ -133,5 +125,5 @@ main(void)
 		cmocka_unit_test(test_mutations),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, setup, fuzz_teardown);
 }

@@ -31,14 +31,6 @@ setup(void **state)
 	return fuzz_load_corpus("task") ? 0 : -1;
 }
 
-static int
-teardown(void **state)
-{
-	(void)state;
-	fuzz_free_corpus();
-	return 0;
-}
-
 /* Inserted by the mutator next to its generic bytes and long runs (which
  * also make nesting deeper than TASK_MAX_DEPTH). */
 static const char *const tokens[] = {
@@ -99,5 +91,5 @@ main(void)
 		cmocka_unit_test(test_mutations),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, setup, fuzz_teardown);
 }
