@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # valgrind.sh - the long-running applets are valgrind-clean: `dtq worker` under
-# memcheck through a mixed workload (successes, retried failures dead-lettered,
-# a timeout, a cancel, poison messages, a duplicate, a stored payload, reaper
-# rounds, health hits, SIGTERM drain), and `dtq executor-shim --serve` through a
-# few hundred JSON-lines requests. Each must end as expected with "ERROR SUMMARY:
-# 0 errors": no invalid access, no use of uninitialised memory, no definite or
-# indirect leak (still reachable and possibly lost are not counted). Only the
-# applet itself is checked (--trace-children=no): task children and their guard
-# are other programs. Library-internal findings are in tests/valgrind.supp.
+# memcheck through a mixed workload (successes, retried failures dead-lettered, a
+# timeout, a cancel, poison messages, a duplicate, a stored payload, reaper rounds,
+# a ledger restart, an SQS outage, health hits, SIGTERM drain), `dtq health`
+# one-shots, and `dtq executor-shim --serve` through a few hundred JSON-lines
+# requests. Each must end as expected with "ERROR SUMMARY: 0 errors": no invalid
+# access, no use of uninitialised memory, no definite or indirect leak (still
+# reachable and possibly lost are not counted). Only the applet itself is checked
+# (--trace-children=no): task children and their guard are other programs.
+# Library-internal findings are in tests/valgrind.supp.
 # Run it alone with `tests/run.sh valgrind.sh`; `make asan` skips it.
 set -u
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -174,6 +175,27 @@ wl_py send-many 5 after "$WL_DIR/ok.sh" --min 0 --max 0.1 >"$WL_DIR/after.keys"
 check "ledger restart: the running task finished" vwait wl_state_is pgrestart/1 succeeded
 check "ledger restart: 5 more tasks succeeded" vwait all_in_state "$WL_DIR/after.keys" succeeded
 check "ledger restart: worker ready again" vwait wl_wait_ready "$port" 10
+
+# Everything dead-lettered is read now: the SQS outage below loses moto's queues.
+dlq=$(wl_py dlq)
+reason_of() { printf '%s\n' "$dlq" | jq -r "select($1) | .reason"; }
+check "DLQ: exhausted tasks" test "$(printf '%s\n' "$dlq" | jq -r 'select(.reason == "exhausted") | .key' | grep -c '^fail/')" = 6
+check "DLQ: garbage -> malformed" test "$(reason_of '.body | startswith("garbage")')" = malformed
+check "DLQ: JSON without fields -> malformed" test "$(reason_of '.body == "{\"hello\": 1}"')" = malformed
+check "DLQ: unknown task" test "$(reason_of '.key == "unknown/1"')" = unknown_task
+check "DLQ: forged signature" test "$(reason_of '.body | contains("forged/1")')" = bad_signature
+check "DLQ: program not allowed" test "$(reason_of '.key == "denied/1"')" = not_allowed
+
+# SQS goes away (the worker's receive, retry and error paths), comes back empty;
+# the queues are made again at the same URLs and work goes on.
+harness_stop_moto
+sqs_errors() { test "$(wl_metric "$port" 'dtq_sqs_errors_total{action="ReceiveMessage"}')" -ge "$1"; }
+check "SQS down: receive errors counted" vwait sqs_errors 2
+check "SQS down: readyz says 503" vwait bash -c "curl -s -m 5 -o /dev/null -w '%{http_code}' http://127.0.0.1:$port/readyz | grep -q 503"
+harness_start_moto >/dev/null 2>&1
+check "SQS back: queues made again" "$DTQ_BIN" queue create "valgrind-$$" --dlq "valgrind-$$-dlq" --max-receive 100
+wl_py send after-sqs/1 -- /bin/true >/dev/null
+check "SQS back: tasks run again" vwait wl_state_is after-sqs/1 succeeded
 curl -fsS -m 10 "http://127.0.0.1:$port/metrics" >"$WL_DIR/metrics.out"
 
 echo "# t=$((SECONDS - t_start)) s: all tasks done"
@@ -188,16 +210,6 @@ check "dtq health with the worker gone: exit 1 (got $rc)" test "$rc" = 1
 for h in health-ready health-deep health-down; do
 	vg_check "$h" "$h: valgrind reports 0 errors, no definite/indirect leak"
 done
-
-echo "# t=$((SECONDS - t_start)) s: worker stopped"
-dlq=$(wl_py dlq)
-reason_of() { printf '%s\n' "$dlq" | jq -r "select($1) | .reason"; }
-check "DLQ: exhausted tasks" test "$(printf '%s\n' "$dlq" | jq -r 'select(.reason == "exhausted") | .key' | grep -c '^fail/')" = 6
-check "DLQ: garbage -> malformed" test "$(reason_of '.body | startswith("garbage")')" = malformed
-check "DLQ: JSON without fields -> malformed" test "$(reason_of '.body == "{\"hello\": 1}"')" = malformed
-check "DLQ: unknown task" test "$(reason_of '.key == "unknown/1"')" = unknown_task
-check "DLQ: forged signature" test "$(reason_of '.body | contains("forged/1")')" = bad_signature
-check "DLQ: program not allowed" test "$(reason_of '.key == "denied/1"')" = not_allowed
 
 # ---- executor-shim --serve ------------------------------------------------------
 # submit, status, cancel, ping and malformed lines, then EOF (exit 0)
