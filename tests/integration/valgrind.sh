@@ -199,10 +199,14 @@ check "SQS back: tasks run again" vwait wl_state_is after-sqs/1 succeeded
 curl -fsS -m 10 "http://127.0.0.1:$port/metrics" >"$WL_DIR/metrics.out"
 
 echo "# t=$((SECONDS - t_start)) s: all tasks done"
+# SIGTERM with a task in hand: the drain lets it finish.
+wl_py send drain/1 -- /bin/sh -c 'sleep 3; echo drained' >/dev/null
+check "drain: task starts" vwait wl_state_is drain/1 running
 kill -TERM "$WL_PID_w1"
 wl_wait_exit "$WL_PID_w1" 1200
 check "worker: SIGTERM drain, exit 0 under valgrind (got $WL_STATUS)" test "$WL_STATUS" = 0
 check "worker: stopped after draining" grep -q 'worker stopped' "$WL_DIR/w1.log"
+check "drain: the task in hand finished" wl_state_is drain/1 succeeded
 vg_check worker "worker: valgrind reports 0 errors, no definite/indirect leak"
 "$(vg_wrapper health-down)" health --url "http://127.0.0.1:$port/readyz" --timeout 30s 2>>"$WL_DIR/health.err"
 rc=$?
