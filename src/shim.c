@@ -130,27 +130,6 @@ json_time(int64_t ms)
 	return cJSON_CreateString(buf);
 }
 
-/* Python's str(float) for the timeout label: the shortest text that reads
- * back as the same double. */
-static void
-format_seconds(double s, char *buf, size_t len)
-{
-	double back;
-	int prec;
-
-	for (prec = 15; prec <= 17; prec++) {
-		snprintf(buf, len, "%.*g", prec, s);
-		if (sscanf(buf, "%lf", &back) == 1 && back == s)
-			return;
-	}
-}
-
-void
-shim_fifo_id(const char *key, char out[SHIM_FIFO_ID_MAX + 1])
-{
-	task_fifo_id(key, out);
-}
-
 /* ---- life cycle -------------------------------------------------------------- */
 
 struct shim *
@@ -450,7 +429,7 @@ parse_submit(struct submit *sub, const struct dtq_config *cfg, const cJSON *req)
 	    (bad = parse_limits(sub, cfg, req)))
 		goto out;
 	/* The row keeps what the reaper needs to build the message again. */
-	format_seconds(sub->spec.timeout_s, seconds, sizeof(seconds));
+	task_format_seconds(sub->spec.timeout_s, seconds, sizeof(seconds));
 	add(keep, TASK_LABEL_TIMEOUT, cJSON_CreateString(seconds));
 	sub->ledger_labels = print_json(keep);
 	make_payload(sub);
@@ -582,7 +561,7 @@ send_message(struct shim *s, const struct submit *sub, char **message_id)
 	struct mark_sent_op ms;
 	struct log_task lt = {.key = sub->key};
 	struct sqs_reply reply;
-	char group[SHIM_FIFO_ID_MAX + 1], err[DTQ_ERRLEN];
+	char group[TASK_FIFO_ID_MAX + 1], err[DTQ_ERRLEN];
 	cJSON *bad;
 	int rc;
 
@@ -591,7 +570,7 @@ send_message(struct shim *s, const struct submit *sub, char **message_id)
 		/* One group per task: steps of one run must not wait for each other
 		 * (a FIFO group delivers one message at a time); the order of steps is
 		 * Dagster's business, not the queue's. */
-		shim_fifo_id(sub->key, group);
+		task_fifo_id(sub->key, group);
 		e.group_id = group;
 		e.dedup_id = group;
 	}

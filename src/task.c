@@ -1568,10 +1568,8 @@ static const char *const reserved_labels[] = {
 	TASK_LABEL_PAYLOAD_SHA256,
 };
 
-/* Python's str(float): shortest text that reads back as the same double
- * (Python adds ".0" to whole numbers; float() reads both). */
-static void
-format_seconds(double s, char *buf, size_t len)
+void
+task_format_seconds(double s, char *buf, size_t len)
 {
 	double back;
 	int prec;
@@ -1753,7 +1751,7 @@ build_tree(const struct task_spec *spec, const char *task_id, cJSON *kwargs, cJS
 	if (spec->step_key)
 		add_label(*labels, *types, TASK_LABEL_STEP_KEY, spec->step_key, TASK_LT_STR);
 	if (spec->timeout_s > 0) {
-		format_seconds(spec->timeout_s, num, sizeof(num));
+		task_format_seconds(spec->timeout_s, num, sizeof(num));
 		add_label(*labels, *types, TASK_LABEL_TIMEOUT, num, TASK_LT_FLOAT);
 	}
 	if (spec->max_attempts > 0) {

@@ -73,11 +73,4 @@ char *shim_serve_line(struct shim *s, const char *line, size_t len);
  * in cannot be read or out cannot be written. */
 int shim_serve(struct shim *s, FILE *in, FILE *out, char *err);
 
-/* The FIFO ids of a key (MessageGroupId and MessageDeduplicationId): the key
- * itself when it has at most 128 characters, all printable ASCII other than
- * space (what SQS allows in those ids), else "sha256:" and the 64 hex digits
- * of the key's SHA-256 (docs/executor-shim.md). */
-#define SHIM_FIFO_ID_MAX 128
-void shim_fifo_id(const char *key, char out[SHIM_FIFO_ID_MAX + 1]);
-
 #endif /* DTQ_SHIM_H */

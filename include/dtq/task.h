@@ -283,6 +283,11 @@ int task_build_from_row(const struct task_row *row, size_t max_body,
  * ids), else "sha256:" and the 64 hex digits of the key's SHA-256. */
 #define TASK_FIFO_ID_MAX 128
 void task_fifo_id(const char *key, char out[TASK_FIFO_ID_MAX + 1]);
+
+/* Python's str(float) for the timeout label: the shortest text that reads
+ * back as the same double (Python adds ".0" to whole numbers; float() reads
+ * both). buf of 32 bytes is enough. */
+void task_format_seconds(double s, char *buf, size_t len);
 /* FIFO ids of a message sent again by a reaper for a row at `fence`
  * (MessageGroupId: the key's, as the executor-shim sends it;
  * MessageDeduplicationId: the key's and the fence's, so that SQS does not

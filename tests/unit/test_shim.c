@@ -15,6 +15,7 @@
 #include "dtq/config.h"
 #include "dtq/log.h"
 #include "dtq/shim.h"
+#include "dtq/task.h"
 
 static struct dtq_config cfg;
 static struct shim *shim;
@@ -298,25 +299,25 @@ test_handle_returns_result_or_error(void **state)
 static void
 test_fifo_ids(void **state)
 {
-	char out[SHIM_FIFO_ID_MAX + 1], key[200];
+	char out[TASK_FIFO_ID_MAX + 1], key[200];
 
 	UNUSED(state);
-	shim_fifo_id("2f1c-run/step_a[0]/1", out);
+	task_fifo_id("2f1c-run/step_a[0]/1", out);
 	assert_string_equal(out, "2f1c-run/step_a[0]/1");
 	memset(key, 'a', 128);
 	key[128] = '\0';
-	shim_fifo_id(key, out);
+	task_fifo_id(key, out);
 	assert_string_equal(out, key);
 	key[128] = 'a';
 	key[129] = '\0';
-	shim_fifo_id(key, out);
+	task_fifo_id(key, out);
 	assert_int_equal(strlen(out), 7 + 64);
 	assert_memory_equal(out, "sha256:", 7);
-	shim_fifo_id("run/step a/0", out); /* space: not allowed by SQS */
+	task_fifo_id("run/step a/0", out); /* space: not allowed by SQS */
 	assert_string_equal(out, "sha256:039a2e90112d296ed8df477bb951aee5a28ec8af1892a99037c42b75f9cd0957");
-	shim_fifo_id("run/\xc3\xa9tape/0", out); /* non-ASCII */
+	task_fifo_id("run/\xc3\xa9tape/0", out); /* non-ASCII */
 	assert_memory_equal(out, "sha256:", 7);
-	shim_fifo_id("abc\x7f", out);
+	task_fifo_id("abc\x7f", out);
 	assert_memory_equal(out, "sha256:", 7);
 }
 
